@@ -1,0 +1,148 @@
+"""llmos-eval: validation loss, perplexity and bits per byte of a version, then its gate.
+
+    llmos-eval --version DIR --data DIR --gate "bitsPerByte <= 2.5" --metrics-file metrics.json
+
+Bits per byte divides the validation loss (nats per token) by ln 2 and by the split's bytes
+per token, so it compares models whatever their tokenizer (uniform bytes score 8).
+Exit status: 0 when every gate holds, 3 when one does not, 2 on bad input. The verdict is
+also written to the termination log (`--termination-log`, default /dev/termination-log when
+it exists), which is how the operator reads it without mounting the volume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from llmos_runtime.errors import UsageError, exits_cleanly_on_usage_error
+from llmos_runtime.model import LlamaModel
+from llmos_runtime.prepare import MANIFEST
+from llmos_runtime.version import LINEAGE_FILE, load_model, load_tokenizer, read_lineage, write_json
+
+EXIT_GATE_FAILED = 3
+METRICS = ("bitsPerByte", "validationLoss", "perplexity")
+GATE_PATTERN = re.compile(r"^\s*(\w+)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+KUBERNETES_TERMINATION_LOG = Path("/dev/termination-log")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="llmos-eval", description=__doc__.split("\n")[0])
+    p.add_argument("--version", type=Path, required=True, help="HF-format version directory")
+    p.add_argument("--data", type=Path, required=True, help="directory written by llmos-prepare")
+    p.add_argument("--gate", action="append", default=[], help='e.g. "bitsPerByte <= 2.5"')
+    p.add_argument("--max-batches", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--sequence-length", type=int, default=256)
+    p.add_argument("--samples", type=int, default=2, help="texts to generate for people")
+    p.add_argument("--sample-tokens", type=int, default=64)
+    p.add_argument("--metrics-file", type=Path, help="default: VERSION/metrics.json")
+    p.add_argument("--termination-log", type=Path)
+    return p.parse_args(argv)
+
+
+def parse_gate(text: str) -> tuple[str, str, float]:
+    match = GATE_PATTERN.match(text)
+    if not match or match.group(1) not in METRICS:
+        raise UsageError(f'--gate {text!r}: expected "METRIC OP VALUE", METRIC one of {METRICS}')
+    return match.group(1), match.group(2), float(match.group(3))
+
+
+def gate_holds(actual: float, op: str, value: float) -> bool:
+    return {"<": actual < value, "<=": actual <= value, ">": actual > value, ">=": actual >= value}[op]
+
+
+@torch.inference_mode()
+def validation_loss(
+    model: LlamaModel, tokens: np.ndarray, seq_len: int, batch_size: int, max_batches: int
+) -> float:
+    """Mean next-token loss (nats) over consecutive, non-overlapping windows of the split."""
+    windows = (len(tokens) - 1) // seq_len
+    if windows < 1:
+        raise UsageError(f"--sequence-length {seq_len}: the validation split has {len(tokens)} tokens")
+    total, count = 0.0, 0
+    for b in range(min(max_batches, math.ceil(windows / batch_size))):
+        starts = range(b * batch_size * seq_len, min(windows, (b + 1) * batch_size) * seq_len, seq_len)
+        rows = np.stack([tokens[s : s + seq_len + 1] for s in starts]).astype(np.int64)
+        batch = torch.from_numpy(rows)
+        logits = model(batch[:, :-1])
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), batch[:, 1:].reshape(-1), reduction="sum")
+        total += loss.item()
+        count += batch[:, 1:].numel()
+    return total / count
+
+
+@torch.inference_mode()
+def sample(model: LlamaModel, prompt_ids: list[int], tokens: int, seed: int) -> list[int]:
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.tensor([prompt_ids])
+    for _ in range(tokens):
+        logits = model(ids[:, -model.config.context_length :])[0, -1]
+        probs = torch.softmax(logits / 0.8, dim=-1)
+        ids = torch.cat([ids, torch.multinomial(probs, 1, generator=gen)[None]], dim=1)
+    return list(ids[0, len(prompt_ids) :].tolist())
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    gates = [parse_gate(g) for g in args.gate]
+    manifest_path = args.data / MANIFEST
+    if not manifest_path.is_file():
+        raise UsageError(f"--data {args.data}: no {MANIFEST}; run llmos-prepare first")
+    manifest = json.loads(manifest_path.read_text())
+    model = load_model(args.version).eval()
+    tokenizer = load_tokenizer(args.version)
+    seq_len = min(args.sequence_length, model.config.context_length)
+    tokens = np.memmap(args.data / "val.bin", dtype=manifest["dtype"], mode="r")
+    loss = validation_loss(model, tokens, seq_len, args.batch_size, args.max_batches)
+    bytes_per_token = manifest["val_bytes"] / manifest["val_tokens"]
+    metrics = {
+        "validationLoss": round(loss, 6),
+        "perplexity": round(math.exp(loss), 4),
+        "bitsPerByte": round(loss / math.log(2) / bytes_per_token, 6),
+    }
+    failed = [f"{m} {op} {v:g} (got {metrics[m]:g})" for m, op, v in gates if not gate_holds(metrics[m], op, v)]
+    prompt = tokenizer.encode("\n").ids or [0]
+    samples = [tokenizer.decode(sample(model, prompt, args.sample_tokens, seed=i)) for i in range(args.samples)]
+    return {
+        "metrics": metrics,
+        "passed": not failed,
+        "reason": "gate failed: " + "; ".join(failed) if failed else "all gates passed",
+        "gates": args.gate,
+        "samples": samples,
+    }
+
+
+def write_termination_log(path: Path | None, result: dict[str, Any]) -> None:
+    target = path or (KUBERNETES_TERMINATION_LOG if KUBERNETES_TERMINATION_LOG.exists() else None)
+    if target is None:
+        return
+    summary = {k: result[k] for k in ("metrics", "passed", "reason")}
+    target.write_text(json.dumps(summary)[:4000])  # the kubelet keeps at most 4096 bytes
+
+
+@exits_cleanly_on_usage_error
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(os.cpu_count() or 1)
+    result = evaluate(args)
+    write_json(args.metrics_file or args.version / "metrics.json", result)
+    lineage = read_lineage(args.version)
+    lineage["evaluation"] = {k: result[k] for k in ("metrics", "passed", "reason")}
+    write_json(args.version / LINEAGE_FILE, lineage)
+    write_termination_log(args.termination_log, result)
+    print(json.dumps({"event": "evaluated", **result}), flush=True)
+    if not result["passed"]:
+        sys.exit(EXIT_GATE_FAILED)
+
+
+if __name__ == "__main__":
+    main()

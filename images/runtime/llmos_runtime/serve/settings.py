@@ -1,0 +1,52 @@
+"""Server settings: flags of `llmos-serve`, or environment variables prefixed LLMOS_SERVE_."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LLMOS_SERVE_", extra="ignore")
+
+    model: Path
+    """The Hugging-Face-format model directory."""
+    served_model_name: str | None = None
+    """The name clients send in `model` (default: the directory's name)."""
+    host: str = "127.0.0.1"
+    """Address to listen on (0.0.0.0 in a pod)."""
+    port: int = Field(default=8000, ge=0, le=65535)
+    """Port to listen on."""
+    api_key_file: Path | None = None
+    """File of accepted API keys, one per line (the operator mounts a Secret here)."""
+    api_keys: str | None = None
+    """Accepted API keys, comma-separated (prefer the file: environments leak)."""
+    max_running: int = Field(default=16, ge=1)
+    """Sequences decoded together."""
+    max_waiting: int = Field(default=64, ge=0)
+    """Sequences queued beyond the batch; more get 429."""
+    max_tokens: int = Field(default=512, ge=1)
+    """Largest max_tokens a request may ask for."""
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    """Largest request body; larger ones get 413."""
+    drain_timeout: float = Field(default=30.0, ge=0)
+    """Seconds in-flight requests get to finish after SIGTERM."""
+    keepalive_seconds: float = Field(default=10.0, gt=0)
+    """SSE comment sent when a stream has been silent this long (long prefill)."""
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    """torch threads."""
+
+    def accepted_keys(self) -> list[str]:
+        keys: list[str] = []
+        if self.api_key_file is not None:
+            keys += [k.strip() for k in self.api_key_file.read_text().splitlines()]
+        if self.api_keys:
+            keys += [k.strip() for k in self.api_keys.split(",")]
+        return [k for k in keys if k]
+
+    @property
+    def name(self) -> str:
+        return self.served_model_name or self.model.resolve().name

@@ -1,0 +1,126 @@
+"""Shared pieces of the API types: the wire conventions, cross-field rules and conditions.
+
+Every type is a pydantic model with camelCase aliases (the Kubernetes convention) and a
+docstring under each field, which becomes the description `kubectl explain` prints.
+Cross-field rules are declared once as :class:`Rule` objects: the CRD generator emits their
+CEL expression (`x-kubernetes-validations`, checked by the API server) and `llmos validate`
+runs their Python twin, so both paths reject the same specs with the same message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "llmos.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A cross-field rule: `cel` for the API server, `check` for `llmos validate`."""
+
+    cel: str
+    message: str
+    check: Callable[[Any], bool]
+    field_path: str | None = None
+
+
+class ApiModel(BaseModel):
+    """Base of every API object: camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_assignment=True,
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> ApiModel:
+        for rule in self.rules:
+            if not rule.check(self):
+                raise ValueError(rule.message)
+        return self
+
+    def wire(self) -> dict[str, Any]:
+        """The object as it is written to the API server or a state file (camelCase)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class Condition(ApiModel):
+    """The state of one aspect of an object, in the standard Kubernetes shape."""
+
+    type: str = Field(max_length=64)
+    """The aspect, e.g. Ready, ModelAvailable, Succeeded."""
+    status: Literal["True", "False", "Unknown"]
+    """Whether the condition holds."""
+    reason: str = Field(max_length=128)
+    """A CamelCase word a program can switch on."""
+    message: str = Field(default="", max_length=4096)
+    """A sentence for people."""
+    last_transition_time: str | None = None
+    """When status last changed (RFC 3339)."""
+    observed_generation: int | None = None
+    """The spec generation this condition was computed from."""
+
+
+class ObjectMeta(ApiModel):
+    """The subset of Kubernetes object metadata that LLM OS reads."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    )
+    """A DNS-1123 label: lower-case letters, digits and '-'."""
+    namespace: str | None = None
+    """The namespace (ignored in local mode)."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels."""
+    annotations: dict[str, str] = Field(default_factory=dict)
+    """Annotations."""
+    generation: int | None = None
+    """Set by the API server; bumped on every spec change."""
+
+
+class LocalObjectReference(ApiModel):
+    """A reference to an object by name in the same namespace."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """The object's name."""
+
+
+def condition_is_true(conditions: list[Condition], type_: str) -> bool:
+    return any(c.type == type_ and c.status == "True" for c in conditions)
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str = "",
+    now: str | None = None,
+) -> list[Condition]:
+    """Return the list with `type_` set; the transition time moves only when status flips."""
+    wanted = "True" if status else "False"
+    kept = [c for c in conditions if c.type != type_]
+    old = next((c for c in conditions if c.type == type_), None)
+    since = old.last_transition_time if old is not None and old.status == wanted else now
+    kept.append(
+        Condition(
+            type=type_, status=wanted, reason=reason, message=message, last_transition_time=since
+        )
+    )
+    return sorted(kept, key=lambda c: c.type)

@@ -1,0 +1,151 @@
+"""LanguageModel: what a model is, and where its versions live."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from llmos.api.base import API_VERSION, ApiModel, Condition, ObjectMeta, Rule
+
+STORAGE_URI_PATTERN = r"^(pvc|s3|file)://[^\s]+$"
+
+
+class Architecture(ApiModel):
+    """A Llama-style decoder to train from scratch (Hugging Face LlamaConfig fields)."""
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.hiddenSize % self.numHeads == 0",
+            message="hiddenSize must be a multiple of numHeads",
+            check=lambda a: a.hidden_size % a.num_heads == 0,
+        ),
+        Rule(
+            cel="!has(self.numKvHeads) || self.numHeads % self.numKvHeads == 0",
+            message="numHeads must be a multiple of numKvHeads",
+            check=lambda a: a.num_kv_heads is None or a.num_heads % a.num_kv_heads == 0,
+        ),
+    )
+
+    hidden_size: int = Field(ge=16, le=16384)
+    """Width of the residual stream."""
+    num_layers: int = Field(ge=1, le=256)
+    """Number of decoder blocks."""
+    num_heads: int = Field(ge=1, le=256)
+    """Attention heads; must divide hiddenSize."""
+    num_kv_heads: int | None = Field(default=None, ge=1, le=256)
+    """Key/value heads for grouped-query attention (default: numHeads); must divide numHeads."""
+    intermediate_size: int | None = Field(default=None, ge=16, le=65536)
+    """SwiGLU hidden width (default: about 8/3 of hiddenSize, rounded up to a multiple of 64)."""
+    context_length: int = Field(default=512, ge=8, le=131072)
+    """Longest sequence the model handles (maxPositionEmbeddings)."""
+    rope_theta: float = Field(default=10000.0, gt=0)
+    """Base of the rotary position embedding."""
+    tie_embeddings: bool = True
+    """Share the input embedding and the output projection."""
+    rms_norm_eps: float = Field(default=1e-5, gt=0, le=0.1)
+    """Epsilon of RMSNorm."""
+
+
+class BaseCheckpoint(ApiModel):
+    """A pretrained Hugging-Face-format Llama-family checkpoint to fine-tune or serve."""
+
+    uri: str = Field(pattern=STORAGE_URI_PATTERN, max_length=1024)
+    """Where the checkpoint directory is (pvc://claim/path, s3://bucket/path, file:///path)."""
+
+
+class Tokenizer(ApiModel):
+    """How text becomes tokens."""
+
+    vocab_size: int = Field(default=4096, ge=260, le=262144)
+    """Vocabulary size of the byte-level BPE trained on the dataset (256 bytes + merges + specials)."""
+    uri: str | None = Field(default=None, pattern=STORAGE_URI_PATTERN, max_length=1024)
+    """Load this tokenizer.json instead of training one."""
+
+
+class Storage(ApiModel):
+    """Where versions and checkpoints are written."""
+
+    uri: str = Field(pattern=STORAGE_URI_PATTERN, max_length=1024)
+    """pvc://claim/prefix (mounted by every pod of the chain), s3://bucket/prefix, or file:///path in local mode."""
+
+
+class LanguageModelSpec(ApiModel):
+    """The desired model."""
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.architecture) != has(self.base)",
+            message="set exactly one of architecture (train from scratch) or base (start from a checkpoint)",
+            check=lambda s: (s.architecture is None) != (s.base is None),
+        ),
+    )
+
+    architecture: Architecture | None = None
+    """The network to train from scratch. Exactly one of architecture or base."""
+    base: BaseCheckpoint | None = None
+    """A checkpoint to start from. Exactly one of architecture or base."""
+    tokenizer: Tokenizer = Field(default_factory=Tokenizer)
+    """How to tokenize (ignored with base: the checkpoint's tokenizer is used)."""
+    storage: Storage
+    """Where versions live."""
+
+
+class Evaluation(ApiModel):
+    """The evaluation of one version."""
+
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Metric name to value, e.g. bitsPerByte, validationLoss, perplexity."""
+    passed: bool
+    """Whether every gate held."""
+    reason: str = ""
+    """Why the gate failed, or 'all gates passed'."""
+
+
+class ModelVersion(ApiModel):
+    """One trained, evaluated version."""
+
+    name: str = Field(pattern=r"^v[0-9]+$")
+    """v1, v2, …"""
+    uri: str
+    """Where the Hugging Face format directory is."""
+    step: int = Field(ge=0)
+    """Optimizer steps taken."""
+    tokens_seen: int = Field(ge=0)
+    """Training tokens consumed."""
+    produced_by: str
+    """The TrainingJob that made it."""
+    evaluation: Evaluation | None = None
+    """Its evaluation and gate verdict."""
+    created_at: str
+    """When it was exported (RFC 3339)."""
+
+
+class LanguageModelStatus(ApiModel):
+    """What the operator observed."""
+
+    versions: list[ModelVersion] = Field(default_factory=list)
+    """Every version, oldest first."""
+    latest_version: str | None = None
+    """The newest version."""
+    latest_passing_version: str | None = None
+    """The newest version whose evaluation passed its gate."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """Ready and friends."""
+    observed_generation: int | None = None
+    """The spec generation this status describes."""
+
+
+class LanguageModel(ApiModel):
+    """A language model and its versions."""
+
+    api_version: Literal["llmos.dev/v1alpha1"] = API_VERSION
+    """llmos.dev/v1alpha1"""
+    kind: Literal["LanguageModel"] = "LanguageModel"
+    """LanguageModel"""
+    metadata: ObjectMeta
+    """Standard object metadata."""
+    spec: LanguageModelSpec
+    """The desired model."""
+    status: LanguageModelStatus = Field(default_factory=LanguageModelStatus)
+    """The observed state."""

@@ -1,0 +1,237 @@
+"""The `llmos` command: CRDs, validation, local mode and a chat client."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+from llmos.api import KINDS, Kind, find_kind
+from llmos.api.crd import build_crd
+from llmos.manifests import InvalidManifests, load_manifests
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="LLM OS: train, evaluate and serve your own language models.")
+console = Console()
+err = Console(stderr=True)
+
+PathOpt = Annotated[Path, typer.Option("--filename", "-f", help="a manifest file or a directory of them")]
+StateOpt = Annotated[Path, typer.Option("--state-dir", help="where local mode keeps objects, logs and volumes")]
+DEFAULT_STATE = Path(".llmos")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(f"llmos {package_version('llmos')}")
+
+
+@app.command()
+def crds() -> None:
+    """Print the CustomResourceDefinitions (for `llmos crds | kubectl apply -f -`)."""
+    typer.echo(yaml.safe_dump_all([build_crd(k) for k in KINDS], sort_keys=False, allow_unicode=True), nl=False)
+
+
+@app.command()
+def validate(path: PathOpt) -> None:
+    """Check manifests against the API types and the rules the API server enforces."""
+    try:
+        found = load_manifests(path)
+    except FileNotFoundError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    except InvalidManifests as exc:
+        for e in exc.errors:
+            typer.echo(f"invalid: {e}", err=True)
+        raise typer.Exit(1) from exc
+    for m in found:
+        typer.echo(f"valid: {m.file}: document {m.document}: {m.obj.kind}/{m.obj.metadata.name}")  # type: ignore[attr-defined]
+
+
+@app.command()
+def run(
+    path: PathOpt,
+    state_dir: StateOpt = DEFAULT_STATE,
+    port: Annotated[int, typer.Option(help="first local port for endpoints")] = 8000,
+    ask: Annotated[str | None, typer.Option(help="send this chat message to each endpoint, print the answer, stop")] = None,
+    serve: Annotated[bool, typer.Option(help="start the endpoints (--no-serve: train only)")] = True,
+) -> None:
+    """Run the manifests on this machine: train, evaluate, gate, serve."""
+    from llmos.local.run import run as run_locally
+
+    try:
+        code = run_locally(path, state_dir, port, ask, serve, console)
+    except FileNotFoundError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    except InvalidManifests as exc:
+        for e in exc.errors:
+            typer.echo(f"invalid: {e}", err=True)
+        err.print("nothing was run")
+        raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        err.print("interrupted; `llmos run` again resumes from the last checkpoint")
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+def _lookup(obj: dict[str, Any], json_path: str) -> Any:
+    value: Any = obj
+    for part in json_path.strip(".").split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _age(timestamp: str | None) -> str:
+    if not timestamp:
+        return "<unknown>"
+    seconds = int((datetime.now(UTC) - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _cell(value: Any, column_type: str) -> str:
+    if value is None:
+        return "<none>" if column_type != "date" else "<unknown>"
+    if column_type == "date":
+        return _age(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def print_table(kind: Kind, objects: list[dict[str, Any]]) -> None:
+    headers = ["NAME", *(c.name.upper() for c in kind.columns)]
+    rows = [[o["metadata"]["name"], *(_cell(_lookup(o, c.json_path), c.type) for c in kind.columns)] for o in objects]
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, *rows]:
+        typer.echo("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@app.command()
+def get(
+    kind: Annotated[str | None, typer.Argument(help="lm, tj, me (or their full names); all when omitted")] = None,
+    name: Annotated[str | None, typer.Argument()] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table or yaml")] = "table",
+    state_dir: StateOpt = DEFAULT_STATE,
+) -> None:
+    """Show local objects with the columns `kubectl get` shows."""
+    from llmos.local.state import StateStore
+
+    store = StateStore(state_dir)
+    try:
+        kinds = [find_kind(kind)] if kind else list(KINDS)
+    except KeyError as exc:
+        err.print(f"[red]{exc.args[0]}[/]")
+        raise typer.Exit(1) from exc
+    found_any = False
+    for k in kinds:
+        objects = [o.wire() for o in store.list(k) if name is None or o.metadata.name == name]  # type: ignore[attr-defined]
+        if not objects:
+            continue
+        found_any = True
+        if output == "yaml":
+            typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+        else:
+            if len(kinds) > 1:
+                typer.echo(f"# {k.plural}")
+            print_table(k, objects)
+    if not found_any:
+        err.print(f"no {'object named ' + repr(name) if name else 'objects'} found in {state_dir}")
+        raise typer.Exit(1)
+
+
+def _parse_ref(ref: str) -> tuple[Kind, str]:
+    kind_word, _, name = ref.partition("/")
+    if not name:
+        raise typer.BadParameter(f"{ref!r}: expected KIND/NAME, e.g. tj/shakespeare")
+    try:
+        return find_kind(kind_word), name
+    except KeyError as exc:
+        raise typer.BadParameter(exc.args[0]) from exc
+
+
+@app.command()
+def logs(ref: Annotated[str, typer.Argument(help="tj/NAME or me/NAME")], state_dir: StateOpt = DEFAULT_STATE) -> None:
+    """Print what an object's processes printed."""
+    kind, name = _parse_ref(ref)
+    path = state_dir / "logs" / f"{kind.short_name}-{name}.log"
+    if not path.is_file():
+        err.print(f"no logs for {kind.singular}/{name} in {state_dir}")
+        raise typer.Exit(1)
+    typer.echo(path.read_text(errors="replace"), nl=False)
+
+
+@app.command()
+def report(
+    ref: Annotated[str, typer.Argument(help="tj/NAME")],
+    out: Annotated[Path | None, typer.Option(help="PNG file (default NAME-report.png)")] = None,
+    state_dir: StateOpt = DEFAULT_STATE,
+) -> None:
+    """Write a loss-curve PNG with the evaluation metrics of a training job."""
+    import json
+
+    from llmos.api.language_model import LanguageModel
+    from llmos.api.training_job import TrainingJob
+    from llmos.local.state import StateStore
+    from llmos.local.storage import job_paths, progress_log
+    from llmos.report import read_history, write_report
+
+    kind, name = _parse_ref(ref)
+    store = StateStore(state_dir)
+    job = store.load(TrainingJob, name) if kind.kind == "TrainingJob" else None
+    model = store.load(LanguageModel, job.spec.model_ref.name) if job else None
+    if job is None or model is None:
+        err.print(f"no trainingjob/{name} (with its model) in {state_dir}")
+        raise typer.Exit(1)
+    paths = job_paths(job, model, store)
+    history_file = progress_log(paths)
+    if not history_file.is_file():
+        err.print(f"trainingjob/{name} has not logged progress yet")
+        raise typer.Exit(1)
+    metrics_file = Path(paths.metrics_file)
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+    target = write_report(read_history(history_file), metrics, f"trainingjob/{name}", out or Path(f"{name}-report.png"))
+    console.print(f"wrote {target}")
+    if metrics:
+        for key, value in metrics["metrics"].items():
+            console.print(f"  {key}: {value:g}")
+        console.print(f"  gate: {metrics['reason']}")
+
+
+@app.command()
+def chat(
+    url: Annotated[str, typer.Argument(help="base URL of the API, e.g. http://127.0.0.1:8000/v1")],
+    model: Annotated[str | None, typer.Option(help="model name (default: the first the server lists)")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="LLMOS_API_KEY")] = None,
+    max_tokens: int = 256,
+) -> None:
+    """Talk to an endpoint; answers stream as they are generated. Ctrl-D quits."""
+    from llmos.chat import first_model, stream_chat
+
+    name = model or first_model(url, api_key)
+    history: list[dict[str, str]] = []
+    console.print(f"chatting with {name} at {url} (Ctrl-D quits)")
+    while True:
+        try:
+            line = console.input("[bold]you> [/]")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        history.append({"role": "user", "content": line})
+        reply = ""
+        for piece in stream_chat(url, name, history, api_key, max_tokens):
+            reply += piece
+            console.print(piece, end="", markup=False, highlight=False)
+        console.print()
+        history.append({"role": "assistant", "content": reply})
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,25 @@
+"""Condition types and reasons, one place for the operator and local mode."""
+
+# TrainingJob
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+GATE_PASSED = "GatePassed"
+# ModelEndpoint
+READY = "Ready"
+MODEL_AVAILABLE = "ModelAvailable"
+ROLLOUT_PROGRESSING = "RolloutProgressing"
+# LanguageModel
+HAS_PASSING_VERSION = "HasPassingVersion"
+
+# Reasons
+REASON_NO_PASSING_VERSION = "NoPassingVersion"
+REASON_VERSION_NOT_FOUND = "VersionNotFound"
+REASON_MODEL_NOT_FOUND = "ModelNotFound"
+REASON_GATE_FAILED = "GateFailed"
+REASON_ALL_GATES_PASSED = "AllGatesPassed"
+REASON_TRAINING_FAILED = "TrainingFailed"
+REASON_STEP_FAILED = "StepFailed"
+REASON_COMPLETED = "Completed"
+REASON_SERVING = "Serving"
+REASON_STARTING = "Starting"
+REASON_STOPPED = "Stopped"

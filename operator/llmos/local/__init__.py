@@ -1,0 +1,1 @@
+"""Local mode: the same manifests, run as local processes with file-backed status."""
