@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,12 +74,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(base_url: str, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+def wait_ready(base_url: str, proc: subprocess.Popen[str], log: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            raise AssertionError(f"server exited {proc.returncode}:\n{out}")
+            raise AssertionError(f"server exited {proc.returncode}:\n{log.read_text()}")
         try:
             if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
                 return
@@ -89,8 +89,8 @@ def wait_ready(base_url: str, proc: subprocess.Popen[str], timeout: float = 120)
 
 
 class ServerProcess:
-    def __init__(self, proc: subprocess.Popen[str], base_url: str, key: str | None) -> None:
-        self.proc, self.base_url, self.key = proc, base_url, key
+    def __init__(self, proc: subprocess.Popen[str], base_url: str, key: str | None, log: Path) -> None:
+        self.proc, self.base_url, self.key, self.log = proc, base_url, key, log
 
 
 def start_server(model_dir: Path, *extra: str, key_file: Path | None = None) -> ServerProcess:
@@ -99,11 +99,13 @@ def start_server(model_dir: Path, *extra: str, key_file: Path | None = None) -> 
            "--served-model-name", "tiny", "--threads", "1", *extra]  # fmt: skip
     if key_file is not None:
         cmd += ["--api-key-file", str(key_file)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = Path(tempfile.mkstemp(prefix="llmos-serve-", suffix=".log")[1])
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
-    wait_ready(base, proc)
+    wait_ready(base, proc, log)
     key = key_file.read_text().split()[0] if key_file else None
-    return ServerProcess(proc, base, key)
+    return ServerProcess(proc, base, key, log)
 
 
 @pytest.fixture(scope="module")

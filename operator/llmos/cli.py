@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -79,10 +80,18 @@ def run(
     raise typer.Exit(code)
 
 
+FILTER = re.compile(r'^(\w+)\[\?\(@\.(\w+)=="([^"]*)"\)\]$')
+
+
 def _lookup(obj: dict[str, Any], json_path: str) -> Any:
+    """The printer-column subset of JSONPath: .a.b and .list[?(@.key=="value")].field"""
     value: Any = obj
-    for part in json_path.strip(".").split("."):
-        value = value.get(part) if isinstance(value, dict) else None
+    for part in re.findall(r'[^.\[]+(?:\[[^\]]*\])?', json_path):
+        match = FILTER.match(part)
+        key = match.group(1) if match else part
+        value = value.get(key) if isinstance(value, dict) else None
+        if match and isinstance(value, list):
+            value = next((v for v in value if v.get(match.group(2)) == match.group(3)), None)
     return value
 
 

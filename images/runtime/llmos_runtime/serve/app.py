@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
 from llmos_runtime.serve.engine import Engine
-from llmos_runtime.serve.errors import ERROR_RESPONSES, ApiError
+from llmos_runtime.serve.errors import ERROR_RESPONSES, STREAMING_RESPONSES, ApiError
 from llmos_runtime.serve.metrics import Metrics
 from llmos_runtime.serve.middleware import Gatekeeper
 from llmos_runtime.serve.protocol import (
@@ -114,7 +114,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         s = server()
         return ModelList(data=[ModelCard(id=s.name, created=now(), max_model_len=s.context)])
 
-    @app.post("/v1/completions", response_model=CompletionResponse, responses=ERROR_RESPONSES)
+    @app.post("/v1/completions", response_model=CompletionResponse, responses=STREAMING_RESPONSES)
     async def completions(req: CompletionRequest) -> Any:
         s = server()
         for field, value in (("echo", req.echo), ("logprobs", req.logprobs), ("best_of", req.best_of), ("suffix", req.suffix)):
@@ -124,7 +124,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         prepared = s.prepare(req, prompt_ids, req.max_tokens)
         return await respond(s, prepared, req.stream, req.stream_options, chat=False)
 
-    @app.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=ERROR_RESPONSES)
+    @app.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=STREAMING_RESPONSES)
     async def chat_completions(req: ChatCompletionRequest) -> Any:
         s = server()
         if req.logprobs or req.tools:
