@@ -41,7 +41,7 @@ def run_tool(*args: str | Path, check: bool = True, **kwargs: object) -> subproc
     result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +51,18 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
     return out
 
 
-TINY_ARCH = ["--hidden-size", "64", "--num-layers", "2", "--num-heads", "4", "--num-kv-heads", "2",
-             "--context-length", "256"]  # fmt: skip
+TINY_ARCH = [
+    "--hidden-size",
+    "64",
+    "--num-layers",
+    "2",
+    "--num-heads",
+    "4",
+    "--num-kv-heads",
+    "2",
+    "--context-length",
+    "256",
+]
 
 
 @pytest.fixture(scope="session")
@@ -60,11 +70,27 @@ def tiny_version(tmp_path_factory: pytest.TempPathFactory, prepared: Path) -> Pa
     """A 2-layer model trained for 60 steps: enough to make greedy text non-degenerate."""
     root = tmp_path_factory.mktemp("tiny")
     run_tool(
-        "llmos-train", "--data", prepared, "--checkpoint-dir", root / "ckpt",
-        "--version-dir", root / "version", "--steps", "60", "--batch-size", "16",
-        "--sequence-length", "64", "--warmup-steps", "5", "--learning-rate", "3e-3",
-        "--log-every-steps", "20", *TINY_ARCH,
-    )  # fmt: skip
+        "llmos-train",
+        "--data",
+        prepared,
+        "--checkpoint-dir",
+        root / "ckpt",
+        "--version-dir",
+        root / "version",
+        "--steps",
+        "60",
+        "--batch-size",
+        "16",
+        "--sequence-length",
+        "64",
+        "--warmup-steps",
+        "5",
+        "--learning-rate",
+        "3e-3",
+        "--log-every-steps",
+        "20",
+        *TINY_ARCH,
+    )
     return root / "version"
 
 
@@ -95,8 +121,18 @@ class ServerProcess:
 
 def start_server(model_dir: Path, *extra: str, key_file: Path | None = None) -> ServerProcess:
     port = free_port()
-    cmd = [str(BIN / "llmos-serve"), "--model", str(model_dir), "--port", str(port),
-           "--served-model-name", "tiny", "--threads", "1", *extra]  # fmt: skip
+    cmd = [
+        str(BIN / "llmos-serve"),
+        "--model",
+        str(model_dir),
+        "--port",
+        str(port),
+        "--served-model-name",
+        "tiny",
+        "--threads",
+        "1",
+        *extra,
+    ]
     if key_file is not None:
         cmd += ["--api-key-file", str(key_file)]
     log = Path(tempfile.mkstemp(prefix="llmos-serve-", suffix=".log")[1])

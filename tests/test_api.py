@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
-
 from llmos.api import KINDS
 from llmos.api.crd import build_crd, crd_file_name, render_all
 from llmos.manifests import InvalidManifests, load_manifests
+
 from tests.conftest import REPO, run_tool
 
 INVALID = sorted((REPO / "tests" / "invalid").glob("*.yaml"))
@@ -95,12 +95,16 @@ def test_schema_is_structural(kind: Any) -> None:
 
 def test_cel_rules_reach_the_schema() -> None:
     lm = build_crd(KINDS[0])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    assert {"rule": "has(self.architecture) != has(self.base)",
-            "message": "set exactly one of architecture (train from scratch) or base (start from a checkpoint)"} in lm["x-kubernetes-validations"]  # fmt: skip
+    assert {
+        "rule": "has(self.architecture) != has(self.base)",
+        "message": "set exactly one of architecture (train from scratch) or base (start from a checkpoint)",
+    } in lm["x-kubernetes-validations"]
     arch_rules = [r["rule"] for r in lm["properties"]["architecture"]["x-kubernetes-validations"]]
     assert "self.hiddenSize % self.numHeads == 0" in arch_rules
     tj = build_crd(KINDS[1])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    assert {"rule": "self == oldSelf", "message": "spec is immutable: create a new TrainingJob"} in tj["x-kubernetes-validations"]
+    assert {"rule": "self == oldSelf", "message": "spec is immutable: create a new TrainingJob"} in tj[
+        "x-kubernetes-validations"
+    ]
 
 
 def test_every_field_has_a_description() -> None:
@@ -131,7 +135,12 @@ def test_verify_crds_fails_on_drift(tmp_path: Path) -> None:
     drifted.mkdir()
     for name, text in render_all().items():
         (drifted / name).write_text(text.replace("Optimizer steps done", "edited by hand"))
-    result = subprocess.run([str(REPO / "hack" / "verify-crds")], capture_output=True, text=True, cwd=REPO,
-                            env={"CRD_DIR": str(drifted), "PATH": "/usr/bin:/bin"})  # fmt: skip
+    result = subprocess.run(
+        [str(REPO / "hack" / "verify-crds")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"CRD_DIR": str(drifted), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 1
     assert "hack/update-crds" in result.stdout + result.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from llmos.api.language_model import LanguageModel
 from llmos.api.model_endpoint import ModelEndpoint
 from llmos.api.training_job import TrainingJob
@@ -14,12 +13,16 @@ from llmos.commands import JobPaths, Launcher, eval_command, prepare_command, se
 from llmos.manifests import load_manifests
 from llmos_runtime import evaluate, prepare, train
 from llmos_runtime.serve import cli as serve_cli
+
 from tests.conftest import REPO
 
 PATHS = JobPaths(
-    dataset="/data/input.txt", data_dir="/models/data/j", checkpoint_dir="/models/checkpoints/j",
-    version_dir="/models/versions/j", metrics_file="/models/jobs/j/metrics.json",
-)  # fmt: skip
+    dataset="/data/input.txt",
+    data_dir="/models/data/j",
+    checkpoint_dir="/models/checkpoints/j",
+    version_dir="/models/versions/j",
+    metrics_file="/models/jobs/j/metrics.json",
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-
 from llmos_runtime.serve.engine import Engine, QueueFull, SamplingParams, Sequence, TokenEvent
 from llmos_runtime.version import load_model, load_tokenizer
 
 pytestmark = pytest.mark.slow
 
 PROMPTS = [
-    "ROMEO:", "JULIET:\nO Romeo", "First Citizen:\nBefore we proceed", "KING RICHARD III:",
-    "To be, or not", "MENENIUS:\nWhat work", "HAMLET:", "Now is the winter",
-    "LADY MACBETH:", "All the world", "BRUTUS:\nFriends", "O, what a rogue",
-    "QUEEN MARGARET:", "Why, then", "GLOUCESTER:\nNow", "Second Citizen:",
-]  # fmt: skip
+    "ROMEO:",
+    "JULIET:\nO Romeo",
+    "First Citizen:\nBefore we proceed",
+    "KING RICHARD III:",
+    "To be, or not",
+    "MENENIUS:\nWhat work",
+    "HAMLET:",
+    "Now is the winter",
+    "LADY MACBETH:",
+    "All the world",
+    "BRUTUS:\nFriends",
+    "O, what a rogue",
+    "QUEEN MARGARET:",
+    "Why, then",
+    "GLOUCESTER:\nNow",
+    "Second Citizen:",
+]
 
 
 class Collector:
@@ -44,11 +56,11 @@ def generate(engine: Engine, prompts: list[list[int]], params: SamplingParams) -
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_version: Path) -> Engine:
+def engine(tiny_version: Path) -> Iterator[Engine]:
     torch.set_num_threads(2)
     eng = Engine(load_model(tiny_version), max_running=16, max_waiting=4, prefill_chunk=24)
     eng.start()
-    yield eng  # type: ignore[misc]
+    yield eng
     eng.stop()
 
 
@@ -78,7 +90,7 @@ def test_seeded_sampling_is_the_same_alone_and_in_a_batch(engine: Engine, prompt
 
 def test_long_prompts_are_prefilled_in_chunks_while_others_decode(engine: Engine, prompt_ids: list[list[int]]) -> None:
     greedy = SamplingParams(max_tokens=10, temperature=0)
-    long_prompt = sum(prompt_ids, [])[:150]  # 150 tokens → 7 chunks of 24
+    long_prompt = [t for ids in prompt_ids for t in ids][:150]  # 150 tokens → 7 chunks of 24
     alone = generate(engine, [long_prompt], greedy)[0]
     mixed = generate(engine, [prompt_ids[0], long_prompt, prompt_ids[1]], greedy)
     assert mixed[1] == alone

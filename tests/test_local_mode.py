@@ -48,18 +48,30 @@ def wait_for(predicate: object, timeout: float = 300) -> None:
 def test_train_evaluate_serve_and_answer(tmp_path: Path, corpus: Path) -> None:
     manifests = tiny_example(tmp_path / "example", corpus, gate=7.5)
     state, port = tmp_path / "state", free_port()
-    proc = subprocess.Popen([str(BIN / "llmos"), "run", "-f", str(manifests), "--state-dir", str(state),
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(BIN / "llmos"), "run", "-f", str(manifests), "--state-dir", str(state), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         endpoint_file = state / "objects" / "modelendpoints" / "shakespeare.yaml"
-        wait_for(lambda: endpoint_file.is_file() and yaml.safe_load(endpoint_file.read_text())["status"].get("phase") == "Ready"
-                 or proc.poll() is not None)  # fmt: skip
+        wait_for(
+            lambda: (
+                (
+                    endpoint_file.is_file()
+                    and yaml.safe_load(endpoint_file.read_text())["status"].get("phase") == "Ready"
+                )
+                or proc.poll() is not None
+            )
+        )
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         url = yaml.safe_load(endpoint_file.read_text())["status"]["url"]
         assert url == f"http://127.0.0.1:{port}/v1"
         client = openai.OpenAI(base_url=url, api_key="none")
-        stream = client.chat.completions.create(model="shakespeare", messages=[{"role": "user", "content": "ROMEO:"}],
-                                                max_tokens=20, stream=True)  # fmt: skip
+        stream = client.chat.completions.create(
+            model="shakespeare", messages=[{"role": "user", "content": "ROMEO:"}], max_tokens=20, stream=True
+        )
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         assert text
         tj = llmos(state, "get", "tj").stdout.splitlines()
@@ -98,8 +110,12 @@ def test_a_failing_gate_is_recorded_and_never_served(tmp_path: Path, corpus: Pat
 def test_interrupted_training_resumes_from_its_checkpoint(tmp_path: Path, corpus: Path) -> None:
     manifests = tiny_example(tmp_path / "example", corpus, gate=7.5, steps=60)
     state = tmp_path / "state"
-    proc = subprocess.Popen([str(BIN / "llmos"), "run", "-f", str(manifests), "--state-dir", str(state), "--no-serve"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(BIN / "llmos"), "run", "-f", str(manifests), "--state-dir", str(state), "--no-serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     log = state / "logs" / "tj-shakespeare-v1.log"
     wait_for(lambda: log.is_file() and '"event": "checkpoint", "step": 20' in log.read_text())
     proc.send_signal(signal.SIGINT)

@@ -41,20 +41,26 @@ def test_chat_completion_and_n(client: openai.OpenAI) -> None:
     )
     assert [c.index for c in out.choices] == [0, 1, 2]
     assert all(c.message.role == "assistant" for c in out.choices)
-    assert out.usage.completion_tokens <= 24
+    assert out.usage is not None and out.usage.completion_tokens <= 24
 
 
 def test_streaming_chat_with_usage(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
-        model="tiny", messages=[{"role": "user", "content": "ROMEO:"}], max_tokens=16, temperature=0,
-        stream=True, stream_options={"include_usage": True},
-    )  # fmt: skip
+        model="tiny",
+        messages=[{"role": "user", "content": "ROMEO:"}],
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[0].choices[0].delta.role == "assistant"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 16
-    whole = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "ROMEO:"}], max_tokens=16, temperature=0)
+    whole = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "ROMEO:"}], max_tokens=16, temperature=0
+    )
     assert whole.choices[0].message.content == text
 
 
@@ -73,7 +79,11 @@ def test_stop_sequence_ends_the_text(client: openai.OpenAI) -> None:
 
 def test_seed_reproduces_sampling(client: openai.OpenAI) -> None:
     def sample(seed: int) -> str:
-        return client.completions.create(model="tiny", prompt="HAMLET:", max_tokens=20, temperature=1.0, seed=seed).choices[0].text
+        return (
+            client.completions.create(model="tiny", prompt="HAMLET:", max_tokens=20, temperature=1.0, seed=seed)
+            .choices[0]
+            .text
+        )
 
     assert sample(42) == sample(42)
     assert sample(42) != sample(43)
@@ -104,20 +114,35 @@ def test_context_overflow_and_unknown_model(server: ServerProcess, client: opena
     assert "exceeds the context length 256" in str(info.value)
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="gpt-4", prompt="x", max_tokens=2)
-    r = httpx.post(f"{server.base_url}/v1/completions", content=b"{not json", headers={"Authorization": f"Bearer {server.key}", "Content-Type": "application/json"})
+    r = httpx.post(
+        f"{server.base_url}/v1/completions",
+        content=b"{not json",
+        headers={"Authorization": f"Bearer {server.key}", "Content-Type": "application/json"},
+    )
     assert r.status_code == 400 and "error" in r.json()
 
 
 def test_body_limit_is_413(server: ServerProcess) -> None:
-    r = httpx.post(f"{server.base_url}/v1/completions", json={"model": "tiny", "prompt": "x" * (2 << 20)},
-                   headers={"Authorization": f"Bearer {server.key}"})  # fmt: skip
+    r = httpx.post(
+        f"{server.base_url}/v1/completions",
+        json={"model": "tiny", "prompt": "x" * (2 << 20)},
+        headers={"Authorization": f"Bearer {server.key}"},
+    )
     assert r.status_code == 413
     assert r.json()["error"]["message"].startswith("the request body exceeds")
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/models"), ("POST", "/v1/completions"),
-                                              ("POST", "/v1/chat/completions"), ("GET", "/openapi.json"),
-                                              ("GET", "/docs"), ("GET", "/nonexistent")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/models"),
+        ("POST", "/v1/completions"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/nonexistent"),
+    ],
+)
 @pytest.mark.parametrize("key", [None, "sk-wrong", "sk-test-one-and-more"])
 def test_every_route_but_health_needs_the_key(server: ServerProcess, method: str, path: str, key: str | None) -> None:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -133,10 +158,16 @@ def test_health_routes_are_open_and_metrics_count(server: ServerProcess, client:
     second = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="sk-test-two")
     second.completions.create(model="tiny", prompt="x", max_tokens=3)
     text = httpx.get(f"{server.base_url}/metrics").text
-    for name in ("llmos_requests_total", "llmos_time_to_first_token_seconds_bucket",
-                 "llmos_time_per_output_token_seconds_bucket", "llmos_num_requests_running",
-                 "llmos_num_requests_waiting", "llmos_kv_cache_usage_ratio",
-                 "llmos_prompt_tokens_total", "llmos_generation_tokens_total"):  # fmt: skip
+    for name in (
+        "llmos_requests_total",
+        "llmos_time_to_first_token_seconds_bucket",
+        "llmos_time_per_output_token_seconds_bucket",
+        "llmos_num_requests_running",
+        "llmos_num_requests_waiting",
+        "llmos_kv_cache_usage_ratio",
+        "llmos_prompt_tokens_total",
+        "llmos_generation_tokens_total",
+    ):
         assert name in text, name
     assert 'llmos_requests_total{route="/v1/completions",status="401"}' in text
     assert "sk-test" not in text + server.log.read_text()
@@ -173,8 +204,9 @@ def test_sigterm_drains_in_flight_streams(tiny_version: Path) -> None:
 
     def stream_one(i: int) -> None:
         client = openai.OpenAI(base_url=f"{srv.base_url}/v1", api_key="none", max_retries=0)
-        stream = client.completions.create(model="tiny", prompt=f"CITIZEN {i}:", max_tokens=120, temperature=0.8,
-                                           seed=i, stream=True)  # fmt: skip
+        stream = client.completions.create(
+            model="tiny", prompt=f"CITIZEN {i}:", max_tokens=120, temperature=0.8, seed=i, stream=True
+        )
         count, reason = 0, None
         for n, chunk in enumerate(stream):
             if n == 0:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from llmos_runtime.version import load_model, load_tokenizer
+
 from tests.conftest import BIN, TINY_ARCH, run_tool
 
 pytestmark = pytest.mark.slow
@@ -19,17 +19,46 @@ pytestmark = pytest.mark.slow
 
 def train_args(prepared: Path, root: Path, steps: int = 40, *extra: str) -> list[str]:
     return [
-        "--data", str(prepared), "--checkpoint-dir", str(root / "ckpt"),
-        "--version-dir", str(root / "version"), "--steps", str(steps), "--batch-size", "8",
-        "--sequence-length", "64", "--warmup-steps", "4", "--learning-rate", "3e-3",
-        "--log-every-steps", "5", "--checkpoint-every-steps", "10", "--checkpoint-keep", "2",
-        "--seed", "7", *TINY_ARCH, *extra,
-    ]  # fmt: skip
+        "--data",
+        str(prepared),
+        "--checkpoint-dir",
+        str(root / "ckpt"),
+        "--version-dir",
+        str(root / "version"),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "8",
+        "--sequence-length",
+        "64",
+        "--warmup-steps",
+        "4",
+        "--learning-rate",
+        "3e-3",
+        "--log-every-steps",
+        "5",
+        "--checkpoint-every-steps",
+        "10",
+        "--checkpoint-keep",
+        "2",
+        "--seed",
+        "7",
+        *TINY_ARCH,
+        *extra,
+    ]
 
 
 def torchrun(procs: int, args: list[str]) -> list[str]:
-    return [str(BIN / "torchrun"), "--standalone", f"--nproc-per-node={procs}", "-m",
-            "llmos_runtime.train", "--procs-per-node", str(procs), *args]  # fmt: skip
+    return [
+        str(BIN / "torchrun"),
+        "--standalone",
+        f"--nproc-per-node={procs}",
+        "-m",
+        "llmos_runtime.train",
+        "--procs-per-node",
+        str(procs),
+        *args,
+    ]
 
 
 def events(stdout: str, kind: str) -> list[dict[str, object]]:
@@ -51,8 +80,18 @@ def test_dataset_cache_serves_https_offline(tmp_path: Path, corpus: Path) -> Non
     env = {**os.environ, "LLMOS_CACHE_DIR": str(tmp_path / "cache")}
     run_tool("llmos-prepare", "--seed-cache", corpus, env=env)
     sha = json.loads(run_tool("llmos-prepare", "--seed-cache", corpus, env=env).stdout)["path"].split("/")[-1]
-    result = run_tool("llmos-prepare", "--data", "https://example.invalid/corpus.txt", "--sha256", sha,
-                      "--out", tmp_path / "out", "--vocab-size", "300", env=env)  # fmt: skip
+    result = run_tool(
+        "llmos-prepare",
+        "--data",
+        "https://example.invalid/corpus.txt",
+        "--sha256",
+        sha,
+        "--out",
+        tmp_path / "out",
+        "--vocab-size",
+        "300",
+        env=env,
+    )
     assert json.loads(result.stdout)["data_sha256"] == sha
 
 
@@ -63,8 +102,14 @@ def test_two_process_training_lowers_loss_and_exports_a_version(prepared: Path, 
     assert [p["step"] for p in progress] == list(range(5, 41, 5))
     assert progress[-1]["loss"] < progress[0]["loss"] - 0.5  # type: ignore[operator]
     version = tmp_path / "version"
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                 "generation_config.json", "llmos.json"):  # fmt: skip
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+        "llmos.json",
+    ):
         assert (version / name).is_file(), name
     lineage = json.loads((version / "llmos.json").read_text())
     assert lineage["step"] == 40 and lineage["tokens_seen"] == 40 * 8 * 64
@@ -78,13 +123,20 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(prepared: Path, tmp
     final = events(whole.stdout, "progress")[-1]["loss"]
 
     cut = tmp_path / "cut"
-    proc = subprocess.Popen(torchrun(2, train_args(prepared, cut, 30)), stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        torchrun(2, train_args(prepared, cut, 30)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith('{"event": "checkpoint", "step": 10'):
             break
-    workers = subprocess.run(["pgrep", "-f", "-P", str(proc.pid), "llmos_runtime.train"], capture_output=True, text=True)
+    workers = subprocess.run(
+        ["pgrep", "-f", "-P", str(proc.pid), "llmos_runtime.train"], capture_output=True, text=True
+    )
     pids = [int(p) for p in workers.stdout.split()] or [proc.pid]
     os.kill(pids[-1], signal.SIGKILL)  # one worker dies; torchrun tears the group down
     proc.wait(60)
@@ -96,7 +148,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(prepared: Path, tmp
     start = events(resumed.stdout, "resumed")[0]["step"]
     assert start in (10, 20)
     progress = events(resumed.stdout, "progress")
-    assert progress[0]["step"] == start + 5  # type: ignore[operator]
+    assert progress[0]["step"] == start + 5
     assert progress[-1]["loss"] == pytest.approx(final, abs=1e-4)
 
 
@@ -131,13 +183,38 @@ def test_fine_tuning_starts_from_a_version(prepared: Path, tiny_version: Path, t
 
 
 def test_evaluation_reports_bits_per_byte_and_gates(prepared: Path, tiny_version: Path, tmp_path: Path) -> None:
-    ok = run_tool("llmos-eval", "--version", tiny_version, "--data", prepared, "--gate", "bitsPerByte <= 7.9",
-                  "--metrics-file", tmp_path / "m.json", "--termination-log", tmp_path / "term", "--samples", "1")  # fmt: skip
+    ok = run_tool(
+        "llmos-eval",
+        "--version",
+        tiny_version,
+        "--data",
+        prepared,
+        "--gate",
+        "bitsPerByte <= 7.9",
+        "--metrics-file",
+        tmp_path / "m.json",
+        "--termination-log",
+        tmp_path / "term",
+        "--samples",
+        "1",
+    )
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["passed"] is True and 1.0 < metrics["metrics"]["bitsPerByte"] < 7.9
     assert json.loads((tmp_path / "term").read_text())["passed"] is True
-    failing = run_tool("llmos-eval", "--version", tiny_version, "--data", prepared, "--gate", "bitsPerByte < 0.5",
-                       "--metrics-file", tmp_path / "f.json", "--samples", "0", check=False)  # fmt: skip
+    failing = run_tool(
+        "llmos-eval",
+        "--version",
+        tiny_version,
+        "--data",
+        prepared,
+        "--gate",
+        "bitsPerByte < 0.5",
+        "--metrics-file",
+        tmp_path / "f.json",
+        "--samples",
+        "0",
+        check=False,
+    )
     assert failing.returncode == 3
     assert "gate failed: bitsPerByte < 0.5" in json.loads((tmp_path / "f.json").read_text())["reason"]
     assert ok.returncode == 0
@@ -148,7 +225,11 @@ def test_evaluation_reports_bits_per_byte_and_gates(prepared: Path, tiny_version
     [
         ("llmos-prepare", ["--data", "/nonexistent.txt", "--out", "{tmp}"], "--data /nonexistent.txt: no such file"),
         ("llmos-prepare", ["--data", "{corpus}", "--sha256", "0" * 64, "--out", "{tmp}"], "--sha256: "),
-        ("llmos-prepare", ["--data", "{corpus}", "--vocab-size", "100", "--out", "{tmp}"], "--vocab-size 100: must be at least"),
+        (
+            "llmos-prepare",
+            ["--data", "{corpus}", "--vocab-size", "100", "--out", "{tmp}"],
+            "--vocab-size 100: must be at least",
+        ),
         ("llmos-prepare", ["--data", "https://example.invalid/x.txt", "--out", "{tmp}"], "needs --sha256"),
         ("llmos-train", ["--sequence-length", "512"], "--sequence-length 512 exceeds the model's context length 256"),
         ("llmos-train", ["--nodes", "2"], "WORLD_SIZE=1"),
@@ -158,7 +239,9 @@ def test_evaluation_reports_bits_per_byte_and_gates(prepared: Path, tiny_version
         ("llmos-eval", ["--gate", "accuracy >= 1"], 'expected "METRIC OP VALUE"'),
     ],
 )
-def test_bad_input_is_named(tool: str, args: list[str], message: str, prepared: Path, corpus: Path, tmp_path: Path) -> None:
+def test_bad_input_is_named(
+    tool: str, args: list[str], message: str, prepared: Path, corpus: Path, tmp_path: Path
+) -> None:
     fill = {"{tmp}": str(tmp_path), "{corpus}": str(corpus)}
     args = [fill.get(a, a) for a in args]
     if tool == "llmos-train":
@@ -175,6 +258,8 @@ def test_corpus_smaller_than_one_batch(tmp_path: Path) -> None:
     small = tmp_path / "small.txt"
     small.write_text("to be or not to be\n" * 10)
     run_tool("llmos-prepare", "--data", small, "--out", tmp_path / "data", "--vocab-size", "300")
-    result = run_tool("llmos-train", *train_args(tmp_path / "data", tmp_path, 10), "--sequence-length", "200", check=False)
+    result = run_tool(
+        "llmos-train", *train_args(tmp_path / "data", tmp_path, 10), "--sequence-length", "200", check=False
+    )
     assert result.returncode == 2
     assert "smaller than one batch row" in result.stderr

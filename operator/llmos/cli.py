@@ -16,8 +16,10 @@ from llmos.api import KINDS, Kind, find_kind
 from llmos.api.crd import build_crd
 from llmos.manifests import InvalidManifests, load_manifests
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="LLM OS: train, evaluate and serve your own language models.")
-console = Console()
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="LLM OS: train, evaluate and serve your own language models."
+)
+console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 PathOpt = Annotated[Path, typer.Option("--filename", "-f", help="a manifest file or a directory of them")]
@@ -58,7 +60,9 @@ def run(
     path: PathOpt,
     state_dir: StateOpt = DEFAULT_STATE,
     port: Annotated[int, typer.Option(help="first local port for endpoints")] = 8000,
-    ask: Annotated[str | None, typer.Option(help="send this chat message to each endpoint, print the answer, stop")] = None,
+    ask: Annotated[
+        str | None, typer.Option(help="send this chat message to each endpoint, print the answer, stop")
+    ] = None,
     serve: Annotated[bool, typer.Option(help="start the endpoints (--no-serve: train only)")] = True,
 ) -> None:
     """Run the manifests on this machine: train, evaluate, gate, serve."""
@@ -86,7 +90,7 @@ FILTER = re.compile(r'^(\w+)\[\?\(@\.(\w+)=="([^"]*)"\)\]$')
 def _lookup(obj: dict[str, Any], json_path: str) -> Any:
     """The printer-column subset of JSONPath: .a.b and .list[?(@.key=="value")].field"""
     value: Any = obj
-    for part in re.findall(r'[^.\[]+(?:\[[^\]]*\])?', json_path):
+    for part in re.findall(r"[^.\[]+(?:\[[^\]]*\])?", json_path):
         match = FILTER.match(part)
         key = match.group(1) if match else part
         value = value.get(key) if isinstance(value, dict) else None

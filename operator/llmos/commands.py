@@ -41,7 +41,7 @@ class Launcher:
 
     def argv(self) -> list[str]:
         if self.rendezvous_endpoint is None:
-            return ["torchrun", "--standalone", f"--nnodes={self.nodes}", f"--nproc-per-node={self.procs_per_node}"]  # fmt: skip
+            return ["torchrun", "--standalone", f"--nnodes={self.nodes}", f"--nproc-per-node={self.procs_per_node}"]
         return [
             "torchrun",
             f"--nnodes={self.nodes}",
@@ -54,8 +54,15 @@ class Launcher:
 
 
 def prepare_command(job: TrainingJob, model: LanguageModel, paths: JobPaths) -> list[str]:
-    cmd = ["llmos-prepare", "--data", paths.dataset, "--out", paths.data_dir,
-           "--validation-fraction", str(job.spec.dataset.validation_fraction)]  # fmt: skip
+    cmd = [
+        "llmos-prepare",
+        "--data",
+        paths.dataset,
+        "--out",
+        paths.data_dir,
+        "--validation-fraction",
+        str(job.spec.dataset.validation_fraction),
+    ]
     if job.spec.dataset.sha256:
         cmd += ["--sha256", job.spec.dataset.sha256]
     if paths.tokenizer:
@@ -65,32 +72,72 @@ def prepare_command(job: TrainingJob, model: LanguageModel, paths: JobPaths) -> 
     return cmd
 
 
-def train_command(
-    job: TrainingJob, model: LanguageModel, paths: JobPaths, launcher: Launcher
-) -> list[str]:
+def train_command(job: TrainingJob, model: LanguageModel, paths: JobPaths, launcher: Launcher) -> list[str]:
     hp = job.spec.hyperparameters
-    cmd = [*launcher.argv(), "-m", "llmos_runtime.train",
-           "--data", paths.data_dir, "--checkpoint-dir", paths.checkpoint_dir,
-           "--version-dir", paths.version_dir, "--job-name", job.metadata.name,
-           "--nodes", str(launcher.nodes), "--procs-per-node", str(launcher.procs_per_node),
-           "--steps", str(hp.steps), "--batch-size", str(hp.batch_size),
-           "--gradient-accumulation", str(hp.gradient_accumulation),
-           "--sequence-length", str(hp.sequence_length),
-           "--learning-rate", str(hp.learning_rate), "--min-learning-rate", str(hp.min_learning_rate),
-           "--warmup-steps", str(hp.warmup_steps), "--weight-decay", str(hp.weight_decay),
-           "--grad-clip", str(hp.grad_clip), "--seed", str(hp.seed),
-           "--log-every-steps", str(hp.log_every_steps),
-           "--checkpoint-every-steps", str(job.spec.checkpoint.every_steps),
-           "--checkpoint-keep", str(job.spec.checkpoint.keep),
-           "--device", "cuda" if job.spec.resources.gpus_per_node else "cpu"]  # fmt: skip
+    cmd = [
+        *launcher.argv(),
+        "-m",
+        "llmos_runtime.train",
+        "--data",
+        paths.data_dir,
+        "--checkpoint-dir",
+        paths.checkpoint_dir,
+        "--version-dir",
+        paths.version_dir,
+        "--job-name",
+        job.metadata.name,
+        "--nodes",
+        str(launcher.nodes),
+        "--procs-per-node",
+        str(launcher.procs_per_node),
+        "--steps",
+        str(hp.steps),
+        "--batch-size",
+        str(hp.batch_size),
+        "--gradient-accumulation",
+        str(hp.gradient_accumulation),
+        "--sequence-length",
+        str(hp.sequence_length),
+        "--learning-rate",
+        str(hp.learning_rate),
+        "--min-learning-rate",
+        str(hp.min_learning_rate),
+        "--warmup-steps",
+        str(hp.warmup_steps),
+        "--weight-decay",
+        str(hp.weight_decay),
+        "--grad-clip",
+        str(hp.grad_clip),
+        "--seed",
+        str(hp.seed),
+        "--log-every-steps",
+        str(hp.log_every_steps),
+        "--checkpoint-every-steps",
+        str(job.spec.checkpoint.every_steps),
+        "--checkpoint-keep",
+        str(job.spec.checkpoint.keep),
+        "--device",
+        "cuda" if job.spec.resources.gpus_per_node else "cpu",
+    ]
     arch = model.spec.architecture
     if paths.init_from:
         cmd += ["--init-from", paths.init_from]
     elif arch is not None:
-        cmd += ["--hidden-size", str(arch.hidden_size), "--num-layers", str(arch.num_layers),
-                "--num-heads", str(arch.num_heads), "--context-length", str(arch.context_length),
-                "--rope-theta", str(arch.rope_theta), "--rms-norm-eps", str(arch.rms_norm_eps),
-                "--tie-embeddings" if arch.tie_embeddings else "--no-tie-embeddings"]  # fmt: skip
+        cmd += [
+            "--hidden-size",
+            str(arch.hidden_size),
+            "--num-layers",
+            str(arch.num_layers),
+            "--num-heads",
+            str(arch.num_heads),
+            "--context-length",
+            str(arch.context_length),
+            "--rope-theta",
+            str(arch.rope_theta),
+            "--rms-norm-eps",
+            str(arch.rms_norm_eps),
+            "--tie-embeddings" if arch.tie_embeddings else "--no-tie-embeddings",
+        ]
         if arch.num_kv_heads:
             cmd += ["--num-kv-heads", str(arch.num_kv_heads)]
         if arch.intermediate_size:
@@ -100,10 +147,21 @@ def train_command(
 
 def eval_command(job: TrainingJob, paths: JobPaths) -> list[str]:
     ev = job.spec.evaluation
-    cmd = ["llmos-eval", "--version", paths.version_dir, "--data", paths.data_dir,
-           "--metrics-file", paths.metrics_file, "--max-batches", str(ev.max_batches),
-           "--samples", str(ev.samples),
-           "--sequence-length", str(job.spec.hyperparameters.sequence_length)]  # fmt: skip
+    cmd = [
+        "llmos-eval",
+        "--version",
+        paths.version_dir,
+        "--data",
+        paths.data_dir,
+        "--metrics-file",
+        paths.metrics_file,
+        "--max-batches",
+        str(ev.max_batches),
+        "--samples",
+        str(ev.samples),
+        "--sequence-length",
+        str(job.spec.hyperparameters.sequence_length),
+    ]
     for gate in ev.gate:
         cmd += ["--gate", str(gate)]
     return cmd
@@ -117,11 +175,23 @@ def serve_command(
     api_key_file: str | None = None,
 ) -> list[str]:
     spec = endpoint.spec
-    cmd = ["llmos-serve", "--model", model_dir, "--host", host, "--port", str(port),
-           "--served-model-name", spec.served_model_name or spec.model_ref.name,
-           "--max-running", str(spec.limits.max_concurrent_requests),
-           "--max-waiting", str(spec.limits.max_queue),
-           "--max-tokens", str(spec.limits.max_tokens)]  # fmt: skip
+    cmd = [
+        "llmos-serve",
+        "--model",
+        model_dir,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--served-model-name",
+        spec.served_model_name or spec.model_ref.name,
+        "--max-running",
+        str(spec.limits.max_concurrent_requests),
+        "--max-waiting",
+        str(spec.limits.max_queue),
+        "--max-tokens",
+        str(spec.limits.max_tokens),
+    ]
     if api_key_file:
         cmd += ["--api-key-file", api_key_file]
     return cmd

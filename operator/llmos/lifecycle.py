@@ -28,9 +28,14 @@ def record_version(
     existing = next((v for v in status.versions if v.produced_by == job_name and v.uri == uri), None)
     name = existing.name if existing else f"v{len(status.versions) + 1}"
     version = ModelVersion(
-        name=name, uri=uri, step=step, tokens_seen=tokens_seen, produced_by=job_name,
-        evaluation=evaluation, created_at=created_at,
-    )  # fmt: skip
+        name=name,
+        uri=uri,
+        step=step,
+        tokens_seen=tokens_seen,
+        produced_by=job_name,
+        evaluation=evaluation,
+        created_at=created_at,
+    )
     status.versions = [v for v in status.versions if v.name != name] + [version]
     status.versions.sort(key=lambda v: int(v.name[1:]))
     status.latest_version = status.versions[-1].name

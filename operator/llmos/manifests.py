@@ -76,16 +76,12 @@ def parse_document(file: Path, index: int, doc: Any) -> tuple[ApiModel | None, l
     kind = KIND_BY_NAME.get(str(doc.get("kind")))
     if kind is None:
         expected = ", ".join(KIND_BY_NAME)
-        return None, [
-            ManifestError(file, index, "kind", f"expected one of {expected}, got {doc.get('kind')!r}")
-        ]
+        return None, [ManifestError(file, index, "kind", f"expected one of {expected}, got {doc.get('kind')!r}")]
     body = {k: v for k, v in doc.items() if k != "status"}
     try:
         return kind.model.model_validate(body), []
     except ValidationError as exc:
-        return None, [
-            ManifestError(file, index, _field_path(e["loc"]), _describe(e)) for e in exc.errors()
-        ]
+        return None, [ManifestError(file, index, _field_path(e["loc"]), _describe(e)) for e in exc.errors()]
 
 
 def load_manifests(path: Path) -> list[Manifest]:
@@ -109,9 +105,7 @@ def load_manifests(path: Path) -> list[Manifest]:
     for m in found:
         key = (type(m.obj).__name__, m.obj.metadata.name)  # type: ignore[attr-defined]
         if key in names:
-            errors.append(
-                ManifestError(m.file, m.document, "metadata.name", f"duplicate {key[0]} {key[1]!r}")
-            )
+            errors.append(ManifestError(m.file, m.document, "metadata.name", f"duplicate {key[0]} {key[1]!r}"))
         names[key] = m
     if errors:
         raise InvalidManifests(errors)

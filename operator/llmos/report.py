@@ -9,7 +9,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
@@ -31,8 +31,15 @@ def write_report(history: list[dict[str, Any]], metrics: dict[str, Any] | None, 
     if metrics:
         text = "\n".join(f"{k}: {v:g}" for k, v in metrics.get("metrics", {}).items())
         verdict = "passed" if metrics.get("passed") else "did not pass"
-        ax.text(0.98, 0.95, f"{text}\ngate {verdict}", transform=ax.transAxes, ha="right", va="top",
-                bbox={"facecolor": "white", "alpha": 0.8})  # fmt: skip
+        ax.text(
+            0.98,
+            0.95,
+            f"{text}\ngate {verdict}",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            bbox={"facecolor": "white", "alpha": 0.8},
+        )
     ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(out, dpi=100)

@@ -62,9 +62,7 @@ def gate_holds(actual: float, op: str, value: float) -> bool:
 
 
 @torch.inference_mode()
-def validation_loss(
-    model: LlamaModel, tokens: np.ndarray, seq_len: int, batch_size: int, max_batches: int
-) -> float:
+def validation_loss(model: LlamaModel, tokens: np.ndarray, seq_len: int, batch_size: int, max_batches: int) -> float:
     """Mean next-token loss (nats) over consecutive, non-overlapping windows of the split."""
     windows = (len(tokens) - 1) // seq_len
     if windows < 1:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -96,10 +96,20 @@ class ModelConfig:
         if rope.get("rope_type", "default") != "default":
             raise ValueError(f"unsupported rope scaling {rope.get('rope_type')!r}")
         known = {
-            "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-            "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
-            "rope_theta", "rms_norm_eps", "tie_word_embeddings", "bos_token_id", "eos_token_id",
-        }  # fmt: skip
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "max_position_embeddings",
+            "rope_theta",
+            "rms_norm_eps",
+            "tie_word_embeddings",
+            "bos_token_id",
+            "eos_token_id",
+        }
         eos = cfg.get("eos_token_id", 0)
         return cls(
             vocab_size=cfg["vocab_size"],
@@ -140,6 +150,7 @@ class Rotary(nn.Module):
     def __init__(self, head_dim: int, theta: float) -> None:
         super().__init__()
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.inv_freq: torch.Tensor
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,9 +249,12 @@ class Attention(nn.Module):
                 idx = torch.arange(end, device=x.device)
                 mask = idx[None, :] <= (past + torch.arange(seg.count, device=x.device))[:, None]
             out[:, rows] = F.scaled_dot_product_attention(
-                q[None, :, rows], kv[0, None, :, :end], kv[1, None, :, :end],
-                attn_mask=mask, enable_gqa=gqa,
-            )[0]  # fmt: skip
+                q[None, :, rows],
+                kv[0, None, :, :end],
+                kv[1, None, :, :end],
+                attn_mask=mask,
+                enable_gqa=gqa,
+            )[0]
         return self.o_proj(out.transpose(0, 1).reshape(N, -1))
 
 
@@ -274,6 +288,10 @@ class Backbone(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rotary = Rotary(config.head_dim, config.rope_theta)
+
+    @property
+    def decoder_layers(self) -> list[DecoderLayer]:
+        return cast(list[DecoderLayer], list(self.layers))
 
 
 class LlamaModel(nn.Module):
@@ -310,7 +328,7 @@ class LlamaModel(nn.Module):
             raise ValueError(f"sequence of {T} tokens exceeds context {self.config.context_length}")
         cos, sin = self.model.rotary.cos_sin(torch.arange(T, device=idx.device))
         x = self.model.embed_tokens(idx)
-        for layer in self.model.layers:
+        for layer in self.model.decoder_layers:
             x = x + layer.self_attn(layer.input_layernorm(x), cos, sin)
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         return self.lm_head(self.model.norm(x))
@@ -321,14 +339,14 @@ class LlamaModel(nn.Module):
 
         Appends the segments' keys and values to their caches.
         """
-        positions = torch.cat(
-            [torch.arange(s.cache.length, s.cache.length + s.count) for s in segments]
-        ).to(tokens.device)
+        positions = torch.cat([torch.arange(s.cache.length, s.cache.length + s.count) for s in segments]).to(
+            tokens.device
+        )
         for s in segments:
             s.cache.reserve(s.cache.length + s.count)
         cos, sin = self.model.rotary.cos_sin(positions)
         x = self.model.embed_tokens(tokens)
-        for i, layer in enumerate(self.model.layers):
+        for i, layer in enumerate(self.model.decoder_layers):
             x = x + layer.self_attn.forward_packed(layer.input_layernorm(x), cos, sin, i, segments)
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         for s in segments:

@@ -16,9 +16,11 @@ with (seed, s), so a resumed run sees exactly the data an uninterrupted one woul
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,8 +106,15 @@ def distributed_env(args: argparse.Namespace) -> Dist:
 
 def validate(args: argparse.Namespace, world: int, manifest: dict[str, Any]) -> int:
     """Check the numbers against each other; returns the micro-batch size per rank."""
-    for flag in ("steps", "batch_size", "gradient_accumulation", "sequence_length",
-                 "checkpoint_every_steps", "checkpoint_keep", "log_every_steps"):  # fmt: skip
+    for flag in (
+        "steps",
+        "batch_size",
+        "gradient_accumulation",
+        "sequence_length",
+        "checkpoint_every_steps",
+        "checkpoint_keep",
+        "log_every_steps",
+    ):
         if getattr(args, flag) < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be at least 1")
     if args.warmup_steps >= args.steps:
@@ -205,8 +214,6 @@ def train(args: argparse.Namespace) -> None:
     manifest_path = args.data / MANIFEST
     if not manifest_path.is_file():
         raise UsageError(f"--data {args.data}: no {MANIFEST}; run llmos-prepare first")
-    import json
-
     manifest = json.loads(manifest_path.read_text())
     micro = validate(args, env.world_size, manifest)
     device = pick_device(args, env)
@@ -222,9 +229,7 @@ def train(args: argparse.Namespace) -> None:
             dist.destroy_process_group()
 
 
-def run(
-    args: argparse.Namespace, env: Dist, manifest: dict[str, Any], micro: int, device: torch.device
-) -> None:
+def run(args: argparse.Namespace, env: Dist, manifest: dict[str, Any], micro: int, device: torch.device) -> None:
     torch.manual_seed(args.seed)
     tokens = np.memmap(args.data / "train.bin", dtype=manifest["dtype"], mode="r")
     model = build_model(args, manifest["vocab_size"]).to(device)
@@ -257,7 +262,7 @@ def run(
         for m in range(args.gradient_accumulation):
             x, y = micro_batch(tokens, mine[m], args.sequence_length, device)
             last = m == args.gradient_accumulation - 1
-            sync = ddp.no_sync() if (env.world_size > 1 and not last) else _null()  # type: ignore[operator]
+            sync = ddp.no_sync() if (env.world_size > 1 and not last) else nullcontext()  # type: ignore[operator]
             with sync, torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
                 logits = trainable(x)
                 loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
@@ -278,27 +283,34 @@ def run(
             per_step = (now - started) / max(step - started_step, 1)
             window_start, window_step = now, step
             if env.is_main:
-                report({
-                    "event": "progress", "step": step, "total_steps": args.steps,
-                    "loss": round(mean_loss.item(), 5), "lr": learning_rate(args, step - 1),
-                    "tokens_per_second": round(rate, 1), "tokens_seen": tokens_seen,
-                    "eta_seconds": round(per_step * (args.steps - step), 1),
-                    "eta": humanize_seconds(per_step * (args.steps - step)),
-                })  # fmt: skip
+                report(
+                    {
+                        "event": "progress",
+                        "step": step,
+                        "total_steps": args.steps,
+                        "loss": round(mean_loss.item(), 5),
+                        "lr": learning_rate(args, step - 1),
+                        "tokens_per_second": round(rate, 1),
+                        "tokens_seen": tokens_seen,
+                        "eta_seconds": round(per_step * (args.steps - step), 1),
+                        "eta": humanize_seconds(per_step * (args.steps - step)),
+                    }
+                )
         if env.is_main and (step % args.checkpoint_every_steps == 0 or step == args.steps):
             state = {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "tokens_seen": tokens_seen, "rng": torch.get_rng_state(),
-            }  # fmt: skip
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "tokens_seen": tokens_seen,
+                "rng": torch.get_rng_state(),
+            }
             saved = checkpoint.save(args.checkpoint_dir, step, state, args.checkpoint_keep)
             report({"event": "checkpoint", "step": step, "path": str(saved)})
     if env.is_main:
         export(args, model, manifest, step, tokens_seen)
 
 
-def export(
-    args: argparse.Namespace, model: LlamaModel, manifest: dict[str, Any], step: int, seen: int
-) -> None:
+def export(args: argparse.Namespace, model: LlamaModel, manifest: dict[str, Any], step: int, seen: int) -> None:
     lineage = {
         "job": args.job_name,
         "step": step,
@@ -309,9 +321,18 @@ def export(
         "git_revision": os.environ.get("LLMOS_GIT_REVISION"),
         "hyperparameters": {
             k: getattr(args, k)
-            for k in ("steps", "batch_size", "gradient_accumulation", "sequence_length",
-                      "learning_rate", "min_learning_rate", "warmup_steps", "weight_decay",
-                      "grad_clip", "seed")  # fmt: skip
+            for k in (
+                "steps",
+                "batch_size",
+                "gradient_accumulation",
+                "sequence_length",
+                "learning_rate",
+                "min_learning_rate",
+                "warmup_steps",
+                "weight_decay",
+                "grad_clip",
+                "seed",
+            )
         },
         "parameters": model.num_parameters(),
     }
@@ -319,14 +340,6 @@ def export(
     save_version(args.version_dir, model.cpu().float(), args.data / "tokenizer.json", lineage)
     write_json(args.checkpoint_dir / "exported.json", {"version_dir": str(args.version_dir)})
     report({"event": "exported", "step": step, "version_dir": str(args.version_dir)})
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 @record

@@ -1,12 +1,12 @@
 """Model versions on disk: a Hugging Face directory plus llmos.json (lineage).
 
-    vN/
-      config.json             LlamaConfig fields
-      model.safetensors       LlamaForCausalLM parameter names
-      tokenizer.json          `tokenizers` format
-      tokenizer_config.json   special tokens and chat template
-      generation_config.json
-      llmos.json              job, step, tokens seen, data sha256, hyperparameters, metrics
+vN/
+  config.json             LlamaConfig fields
+  model.safetensors       LlamaForCausalLM parameter names
+  tokenizer.json          `tokenizers` format
+  tokenizer_config.json   special tokens and chat template
+  generation_config.json
+  llmos.json              job, step, tokens seen, data sha256, hyperparameters, metrics
 """
 
 from __future__ import annotations
@@ -48,9 +48,7 @@ def state_dict_for_export(model: LlamaModel) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_version(
-    directory: Path, model: LlamaModel, tokenizer_file: Path, lineage: dict[str, Any]
-) -> Path:
+def save_version(directory: Path, model: LlamaModel, tokenizer_file: Path, lineage: dict[str, Any]) -> Path:
     """Write a complete version directory atomically; returns its path."""
     tmp = directory.with_name(f".{directory.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -113,8 +111,7 @@ def load_model(directory: Path, dtype: torch.dtype = torch.float32) -> LlamaMode
     unexpected = [u for u in unexpected if not u.endswith("rotary_emb.inv_freq")]
     if missing or unexpected:
         raise UsageError(
-            f"{directory}: weights do not match config.json "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+            f"{directory}: weights do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     return model.to(dtype)
 

@@ -72,7 +72,9 @@ KINDS: tuple[Kind, ...] = (
             PrinterColumn("Version", "string", ".status.servedVersion", "The version served"),
             PrinterColumn("Ready", "integer", ".status.readyReplicas", "Ready replicas"),
             PrinterColumn("URL", "string", ".status.url", "Base URL of the API"),
-            PrinterColumn("Status", "string", '.status.conditions[?(@.type=="Ready")].message', "Why it is (not) ready"),
+            PrinterColumn(
+                "Status", "string", '.status.conditions[?(@.type=="Ready")].message', "Why it is (not) ready"
+            ),
         ),
     ),
 )

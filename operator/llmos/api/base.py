@@ -118,9 +118,5 @@ def set_condition(
     kept = [c for c in conditions if c.type != type_]
     old = next((c for c in conditions if c.type == type_), None)
     since = old.last_transition_time if old is not None and old.status == wanted else now
-    kept.append(
-        Condition(
-            type=type_, status=wanted, reason=reason, message=message, last_transition_time=since
-        )
-    )
+    kept.append(Condition(type=type_, status=wanted, reason=reason, message=message, last_transition_time=since))
     return sorted(kept, key=lambda c: c.type)

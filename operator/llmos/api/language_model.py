@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from llmos.api.base import API_VERSION, ApiModel, Condition, ObjectMeta, Rule
+from llmos.api.base import ApiModel, Condition, ObjectMeta, Rule
 
 STORAGE_URI_PATTERN = r"^(pvc|s3|file)://[^\s]+$"
 
@@ -139,7 +139,7 @@ class LanguageModelStatus(ApiModel):
 class LanguageModel(ApiModel):
     """A language model and its versions."""
 
-    api_version: Literal["llmos.dev/v1alpha1"] = API_VERSION
+    api_version: Literal["llmos.dev/v1alpha1"] = "llmos.dev/v1alpha1"
     """llmos.dev/v1alpha1"""
     kind: Literal["LanguageModel"] = "LanguageModel"
     """LanguageModel"""

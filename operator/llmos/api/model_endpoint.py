@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from llmos.api.base import API_VERSION, ApiModel, Condition, ObjectMeta, Rule
+from llmos.api.base import ApiModel, Condition, ObjectMeta, Rule
 from llmos.api.training_job import QUANTITY_PATTERN
 
 LATEST_PASSING = "latestPassing"
@@ -129,7 +129,7 @@ class ModelEndpointStatus(ApiModel):
 class ModelEndpoint(ApiModel):
     """An OpenAI-compatible endpoint serving a LanguageModel."""
 
-    api_version: Literal["llmos.dev/v1alpha1"] = API_VERSION
+    api_version: Literal["llmos.dev/v1alpha1"] = "llmos.dev/v1alpha1"
     """llmos.dev/v1alpha1"""
     kind: Literal["ModelEndpoint"] = "ModelEndpoint"
     """ModelEndpoint"""

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from llmos.api.base import API_VERSION, ApiModel, Condition, LocalObjectReference, ObjectMeta, Rule
+from llmos.api.base import ApiModel, Condition, LocalObjectReference, ObjectMeta, Rule
 from llmos.api.language_model import Evaluation
 
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
@@ -216,7 +216,7 @@ class TrainingJobStatus(ApiModel):
 class TrainingJob(ApiModel):
     """A run of data preparation, distributed training, evaluation and gate."""
 
-    api_version: Literal["llmos.dev/v1alpha1"] = API_VERSION
+    api_version: Literal["llmos.dev/v1alpha1"] = "llmos.dev/v1alpha1"
     """llmos.dev/v1alpha1"""
     kind: Literal["TrainingJob"] = "TrainingJob"
     """TrainingJob"""

@@ -31,9 +31,7 @@ def resolve(cmd: list[str], env: dict[str, str]) -> list[str]:
     return [found, *cmd[1:]]
 
 
-def run_logged(
-    cmd: list[str], log: Path, on_event: Callable[[Event], None], env: dict[str, str] | None = None
-) -> int:
+def run_logged(cmd: list[str], log: Path, on_event: Callable[[Event], None], env: dict[str, str] | None = None) -> int:
     """Run to completion; returns the exit status. Ctrl-C stops the child, then re-raises."""
     env = env or runtime_env()
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -41,9 +39,13 @@ def run_logged(
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
         proc = subprocess.Popen(
-            resolve(cmd, env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=env, start_new_session=True,
-        )  # fmt: skip
+            resolve(cmd, env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
         try:
             assert proc.stdout is not None
             for line in proc.stdout:

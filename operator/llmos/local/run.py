@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -66,19 +67,19 @@ def run(path: Path, state_dir: Path, port: int, ask: str | None, serve: bool, co
 def wait_for_interrupt() -> None:
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stopped.wait()
-    except KeyboardInterrupt:
-        pass
 
 
 def show_usage(r: RunningEndpoint, console: Console) -> None:
     auth = f' -H "Authorization: Bearer {r.api_key}"' if r.api_key else ""
     body = json.dumps({"model": r.model_name, "messages": [{"role": "user", "content": "ROMEO:"}], "max_tokens": 64})
-    console.print(f"[green]modelendpoint/{r.endpoint.metadata.name}: ready at {r.url} (model {r.model_name}@{r.endpoint.status.served_version})[/]")
+    served = f"{r.model_name}@{r.endpoint.status.served_version}"
+    console.print(f"[green]modelendpoint/{r.endpoint.metadata.name}: ready at {r.url} (model {served})[/]")
     console.print(f"  curl {r.url}/chat/completions -H 'Content-Type: application/json'{auth} -d '{body}'")
-    console.print(f"  python -c \"import openai; c = openai.OpenAI(base_url='{r.url}', api_key='{r.api_key or 'none'}'); "
-                  f"print(c.chat.completions.create(model='{r.model_name}', messages=[{{'role': 'user', 'content': 'ROMEO:'}}]).choices[0].message.content)\"")  # fmt: skip
+    client = f"openai.OpenAI(base_url='{r.url}', api_key='{r.api_key or 'none'}')"
+    request = f"model='{r.model_name}', messages=[{{'role': 'user', 'content': 'ROMEO:'}}]"
+    console.print(f'  python -c "import openai; print({client}.chat.completions.create({request}).choices[0].message)"')
     console.print(f"  llmos chat {r.url}" + (f" --api-key {r.api_key}" if r.api_key else ""))
 
 

@@ -60,24 +60,33 @@ class EndpointRunner:
         if selection.version is None:
             status.phase, status.served_version, status.url = "WaitingForModel", None, None
             status.ready_replicas = status.replicas = 0
-            status.conditions = set_condition(status.conditions, c.MODEL_AVAILABLE, False, selection.reason, selection.message, now())
-            status.conditions = set_condition(status.conditions, c.READY, False, selection.reason, selection.message, now())
+            status.conditions = set_condition(
+                status.conditions, c.MODEL_AVAILABLE, False, selection.reason, selection.message, now()
+            )
+            status.conditions = set_condition(
+                status.conditions, c.READY, False, selection.reason, selection.message, now()
+            )
             self.store.save(endpoint)
             self.console.print(f"[yellow]modelendpoint/{name}: waiting: {selection.message}[/]")
             return None
         version = selection.version
         key_file = api_key_file(endpoint, self.store)
-        cmd = serve_command(endpoint, str(local_path(version.uri, self.store)), "127.0.0.1", port,
-                            str(key_file) if key_file else None)  # fmt: skip
+        cmd = serve_command(
+            endpoint, str(local_path(version.uri, self.store)), "127.0.0.1", port, str(key_file) if key_file else None
+        )
         log = self.store.log_path(endpoint)
         log.parent.mkdir(parents=True, exist_ok=True)
         env = runtime_env()
         with log.open("a") as out:
             out.write(f"$ {' '.join(cmd)}\n")
             out.flush()
-            proc = subprocess.Popen(resolve(cmd, env), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                resolve(cmd, env), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         status.phase = "RollingOut"
-        status.conditions = set_condition(status.conditions, c.MODEL_AVAILABLE, True, c.REASON_SERVING, selection.message, now())
+        status.conditions = set_condition(
+            status.conditions, c.MODEL_AVAILABLE, True, c.REASON_SERVING, selection.message, now()
+        )
         self.store.save(endpoint)
         base = f"http://127.0.0.1:{port}"
         with self.console.status(f"modelendpoint/{name}: loading {version.name}"):
@@ -107,6 +116,8 @@ class EndpointRunner:
     def stop(self, running: RunningEndpoint) -> None:
         stop(running.process)
         status = running.endpoint.status
-        status.phase, status.ready_replicas, status.replicas = "Pending", 0, 0
-        status.conditions = set_condition(status.conditions, c.READY, False, c.REASON_STOPPED, "llmos run stopped", now())
+        status.phase, status.ready_replicas, status.replicas, status.url = "Pending", 0, 0, None
+        status.conditions = set_condition(
+            status.conditions, c.READY, False, c.REASON_STOPPED, "llmos run stopped", now()
+        )
         self.store.save(running.endpoint)

@@ -1,8 +1,8 @@
 """File-backed objects for local mode: the same objects (spec + status) the operator writes.
 
-    .llmos/objects/<plural>/<name>.yaml     the object, status included
-    .llmos/logs/<short>-<name>.log          what its processes printed
-    .llmos/volumes/<claim>/…                what pvc://claim/… means on this machine
+.llmos/objects/<plural>/<name>.yaml     the object, status included
+.llmos/logs/<short>-<name>.log          what its processes printed
+.llmos/volumes/<claim>/…                what pvc://claim/… means on this machine
 """
 
 from __future__ import annotations

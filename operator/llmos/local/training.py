@@ -13,7 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from llmos import conditions as c
 from llmos.api.base import set_condition
 from llmos.api.language_model import Evaluation, LanguageModel
-from llmos.api.training_job import TERMINAL_PHASES, Phase, Progress as JobProgress, TrainingJob, TrainingJobStatus
+from llmos.api.training_job import TERMINAL_PHASES, Phase, TrainingJob, TrainingJobStatus
+from llmos.api.training_job import Progress as JobProgress
 from llmos.commands import JobPaths, Launcher, eval_command, prepare_command, train_command
 from llmos.lifecycle import record_version
 from llmos.local.processes import Event, run_logged, tail
@@ -46,7 +47,10 @@ class JobRunner:
         name = job.metadata.name
         model = self.store.load(LanguageModel, job.spec.model_ref.name)
         if model is None:
-            raise JobFailed(f"TrainingJob {name}: spec.modelRef.name: LanguageModel {job.spec.model_ref.name!r} is not in the manifests")
+            raise JobFailed(
+                f"TrainingJob {name}: spec.modelRef.name: "
+                f"LanguageModel {job.spec.model_ref.name!r} is not in the manifests"
+            )
         status = job.status
         if status.observed_generation == job.metadata.generation and status.phase in TERMINAL_PHASES:
             self.console.print(f"[dim]trainingjob/{name}: {status.phase} (unchanged spec, not re-run)[/]")
@@ -94,13 +98,17 @@ class JobRunner:
         history = progress_log(paths)
         history.parent.mkdir(parents=True, exist_ok=True)
         columns = (
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} tok/s"),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[rate]} tok/s"),
             TimeRemainingColumn(),
-        )  # fmt: skip
+        )
         with Progress(*columns, console=self.console, transient=False) as bar:
-            task = bar.add_task(f"train {job.metadata.name}", total=total, loss="–", rate="–",
-                                completed=job.status.progress.step)  # fmt: skip
+            task = bar.add_task(
+                f"train {job.metadata.name}", total=total, loss="–", rate="–", completed=job.status.progress.step
+            )
 
             def on_event(event: Event) -> None:
                 kind = event.get("event")
@@ -108,12 +116,19 @@ class JobRunner:
                     with history.open("a") as f:
                         f.write(json.dumps(event) + "\n")
                     job.status.progress = JobProgress(
-                        step=event["step"], total_steps=event["total_steps"], loss=event["loss"],
-                        tokens_per_second=event["tokens_per_second"], eta=event["eta"],
-                    )  # fmt: skip
+                        step=event["step"],
+                        total_steps=event["total_steps"],
+                        loss=event["loss"],
+                        tokens_per_second=event["tokens_per_second"],
+                        eta=event["eta"],
+                    )
                     self.store.save(job)
-                    bar.update(task, completed=event["step"], loss=f"{event['loss']:.3f}",
-                               rate=f"{event['tokens_per_second']:.0f}")  # fmt: skip
+                    bar.update(
+                        task,
+                        completed=event["step"],
+                        loss=f"{event['loss']:.3f}",
+                        rate=f"{event['tokens_per_second']:.0f}",
+                    )
                 elif kind == "checkpoint":
                     job.status.latest_checkpoint = event["path"]
                     self.store.save(job)
@@ -128,7 +143,8 @@ class JobRunner:
                 if job.status.restarts >= job.spec.max_restarts:
                     raise JobFailed(f"training exited {rc} after {job.status.restarts} restarts:\n{tail(log)}")
                 job.status.restarts += 1  # counted before acting, as the operator does
-                job.status.message = f"training exited {rc}; restart {job.status.restarts} of {job.spec.max_restarts} from the last checkpoint"
+                restart = f"restart {job.status.restarts} of {job.spec.max_restarts}"
+                job.status.message = f"training exited {rc}; {restart} from the last checkpoint"
                 self.store.save(job)
                 bar.console.print(f"[yellow]{job.status.message}[/]")
 
@@ -142,22 +158,41 @@ class JobRunner:
         evaluation = Evaluation(metrics=result["metrics"], passed=result["passed"], reason=result["reason"])
         lineage = json.loads((Path(paths.version_dir) / "llmos.json").read_text())
         version = record_version(
-            model, job.metadata.name, f"file://{paths.version_dir}", lineage["step"],
-            lineage["tokens_seen"], evaluation, now(),
-        )  # fmt: skip
+            model,
+            job.metadata.name,
+            f"file://{paths.version_dir}",
+            lineage["step"],
+            lineage["tokens_seen"],
+            evaluation,
+            now(),
+        )
         self.store.save(model)
         status = job.status
         status.evaluation, status.produced_version = evaluation, version.name
         status.conditions = set_condition(
-            status.conditions, c.GATE_PASSED, evaluation.passed,
-            c.REASON_ALL_GATES_PASSED if evaluation.passed else c.REASON_GATE_FAILED, evaluation.reason, now(),
-        )  # fmt: skip
-        status.conditions = set_condition(status.conditions, c.SUCCEEDED, True, c.REASON_COMPLETED, f"produced {model.metadata.name}@{version.name}", now())
+            status.conditions,
+            c.GATE_PASSED,
+            evaluation.passed,
+            c.REASON_ALL_GATES_PASSED if evaluation.passed else c.REASON_GATE_FAILED,
+            evaluation.reason,
+            now(),
+        )
+        status.conditions = set_condition(
+            status.conditions,
+            c.SUCCEEDED,
+            True,
+            c.REASON_COMPLETED,
+            f"produced {model.metadata.name}@{version.name}",
+            now(),
+        )
         status.completion_time = now()
         verdict = "passed" if evaluation.passed else "did not pass"
         self._set_phase(job, "Succeeded", f"{model.metadata.name}@{version.name} {verdict} its gate")
         metrics = ", ".join(f"{k} {v:g}" for k, v in evaluation.metrics.items())
         color = "green" if evaluation.passed else "yellow"
-        self.console.print(f"[{color}]trainingjob/{job.metadata.name}: {model.metadata.name}@{version.name} ({metrics}): {evaluation.reason}[/]")
+        self.console.print(
+            f"[{color}]trainingjob/{job.metadata.name}: {model.metadata.name}@{version.name} "
+            f"({metrics}): {evaluation.reason}[/]"
+        )
         for sample in result.get("samples", [])[:1]:
             self.console.print(f"[dim]sample:[/] {sample.strip()[:300]}")

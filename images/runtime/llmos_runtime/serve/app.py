@@ -1,7 +1,7 @@
 """The FastAPI application: routes → serving logic → engine.
 
-    GET  /v1/models             POST /v1/completions     POST /v1/chat/completions
-    GET  /healthz (alive)       GET  /readyz (loaded, not draining)     GET /metrics
+GET  /v1/models             POST /v1/completions     POST /v1/chat/completions
+GET  /healthz (alive)       GET  /readyz (loaded, not draining)     GET /metrics
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def server() -> Server:
         if state.server is None or not state.ready:
             raise ApiError(503, "the model is not loaded yet", retry_after=2)
-        return state.server  # type: ignore[no-any-return]
+        return state.server
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -117,7 +117,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.post("/v1/completions", response_model=CompletionResponse, responses=STREAMING_RESPONSES)
     async def completions(req: CompletionRequest) -> Any:
         s = server()
-        for field, value in (("echo", req.echo), ("logprobs", req.logprobs), ("best_of", req.best_of), ("suffix", req.suffix)):
+        for field, value in (
+            ("echo", req.echo),
+            ("logprobs", req.logprobs),
+            ("best_of", req.best_of),
+            ("suffix", req.suffix),
+        ):
             if value not in (None, False):
                 raise ApiError(400, f"{field} is not supported", field)
         prompt_ids = req.prompt if isinstance(req.prompt, list) else s.tokenizer.encode(req.prompt).ids
@@ -136,7 +141,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return await respond(s, prepared, req.stream, req.stream_options, chat=True)
 
     app.add_middleware(
-        Gatekeeper,  # type: ignore[arg-type]
+        Gatekeeper,
         keys=settings.accepted_keys(),
         max_body_bytes=settings.max_body_bytes,
         metrics=metrics,
@@ -159,18 +164,29 @@ async def respond(s: Server, prepared: Prepared, stream: bool, stream_options: A
         if delta is not None:
             texts[delta.index] += delta.text
             reasons[delta.index] = delta.finish_reason or reasons[delta.index]
-    usage = Usage(prompt_tokens=len(prepared.prompt_ids), completion_tokens=sum(counts),
-                  total_tokens=len(prepared.prompt_ids) + sum(counts))  # fmt: skip
+    usage = Usage(
+        prompt_tokens=len(prepared.prompt_ids),
+        completion_tokens=sum(counts),
+        total_tokens=len(prepared.prompt_ids) + sum(counts),
+    )
     if chat:
         return ChatCompletionResponse(
-            id=request_id, created=created, model=s.name, usage=usage,
-            choices=[ChatChoice(index=i, message=ChatResponseMessage(content=t), finish_reason=reasons[i])  # type: ignore[arg-type]
-                     for i, t in enumerate(texts)],
-        )  # fmt: skip
+            id=request_id,
+            created=created,
+            model=s.name,
+            usage=usage,
+            choices=[
+                ChatChoice(index=i, message=ChatResponseMessage(content=t), finish_reason=reasons[i])
+                for i, t in enumerate(texts)
+            ],
+        )
     return CompletionResponse(
-        id=request_id, created=created, model=s.name, usage=usage,
-        choices=[CompletionChoice(index=i, text=t, finish_reason=reasons[i]) for i, t in enumerate(texts)],  # type: ignore[arg-type]
-    )  # fmt: skip
+        id=request_id,
+        created=created,
+        model=s.name,
+        usage=usage,
+        choices=[CompletionChoice(index=i, text=t, finish_reason=reasons[i]) for i, t in enumerate(texts)],
+    )
 
 
 def _sse(payload: dict[str, Any]) -> str:
@@ -204,13 +220,21 @@ async def sse_events(
                     started.add(delta.index)
                 choice = {"index": delta.index, "delta": body, "finish_reason": delta.finish_reason, "logprobs": None}
             else:
-                choice = {"index": delta.index, "text": delta.text, "finish_reason": delta.finish_reason, "logprobs": None}
+                choice = {
+                    "index": delta.index,
+                    "text": delta.text,
+                    "finish_reason": delta.finish_reason,
+                    "logprobs": None,
+                }
             yield _sse({**base, "choices": [choice]})
         if include_usage:
             n_prompt = len(prepared.prompt_ids)
-            usage = {"prompt_tokens": n_prompt, "completion_tokens": sum(counts), "total_tokens": n_prompt + sum(counts)}
+            usage = {
+                "prompt_tokens": n_prompt,
+                "completion_tokens": sum(counts),
+                "total_tokens": n_prompt + sum(counts),
+            }
             yield _sse({**base, "choices": [], "usage": usage})
     except ApiError as exc:
         yield f"data: {exc.body().decode()}\n\n"
     yield "data: [DONE]\n\n"
-

@@ -33,6 +33,9 @@ class QueueFull(Exception):
     """Every batch slot and queue place is taken; the client should retry later."""
 
 
+_ids = itertools.count()
+
+
 @dataclass
 class SamplingParams:
     max_tokens: int
@@ -70,9 +73,6 @@ class Sequence:
     @property
     def reserved_tokens(self) -> int:
         return len(self.prompt_ids) + self.params.max_tokens
-
-
-_ids = itertools.count()
 
 
 @dataclass

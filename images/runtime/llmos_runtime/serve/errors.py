@@ -49,12 +49,20 @@ class ApiError(Exception):
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorResponse, "description": kind}
-    for status, kind in ((400, "Bad request"), (401, "Missing or wrong API key"), (404, "No such model"),
-                         (413, "Body too large"), (429, "Queue full"),
-                         (503, "Draining or not ready"))  # fmt: skip
+    for status, kind in (
+        (400, "Bad request"),
+        (401, "Missing or wrong API key"),
+        (404, "No such model"),
+        (413, "Body too large"),
+        (429, "Queue full"),
+        (503, "Draining or not ready"),
+    )
 }
 
 STREAMING_RESPONSES: dict[int | str, dict[str, object]] = {
     **ERROR_RESPONSES,
-    200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "JSON, or SSE with stream: true"},
+    200: {
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "description": "JSON, or SSE with stream: true",
+    },
 }

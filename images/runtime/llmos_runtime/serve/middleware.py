@@ -11,9 +11,7 @@ from llmos_runtime.serve.errors import ApiError
 from llmos_runtime.serve.metrics import Metrics
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-KNOWN_ROUTES = frozenset(
-    {"/v1/models", "/v1/completions", "/v1/chat/completions", "/openapi.json", *PUBLIC_PATHS}
-)
+KNOWN_ROUTES = frozenset({"/v1/models", "/v1/completions", "/v1/chat/completions", "/openapi.json", *PUBLIC_PATHS})
 
 
 class BodyTooLarge(Exception):
@@ -29,9 +27,7 @@ def key_matches(presented: str, accepted: list[str]) -> bool:
 
 
 class Gatekeeper:
-    def __init__(
-        self, app: ASGIApp, keys: list[str], max_body_bytes: int, metrics: Metrics, state: Any
-    ) -> None:
+    def __init__(self, app: ASGIApp, keys: list[str], max_body_bytes: int, metrics: Metrics, state: Any) -> None:
         self.app, self.keys, self.max_body = app, keys, max_body_bytes
         self.metrics, self.state = metrics, state
 

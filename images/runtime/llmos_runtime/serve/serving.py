@@ -48,7 +48,9 @@ class Server:
 
     def prepare(self, req: SamplingFields, prompt_ids: list[int], max_tokens: int | None) -> Prepared:
         if req.model != self.name:
-            raise ApiError(404, f"model {req.model!r} does not exist; this server serves {self.name!r}", "model", "model_not_found")
+            raise ApiError(
+                404, f"model {req.model!r} does not exist; this server serves {self.name!r}", "model", "model_not_found"
+            )
         if not prompt_ids:
             raise ApiError(400, "the prompt is empty", "prompt")
         if any(not 0 <= t < self.engine.config.vocab_size for t in prompt_ids):
@@ -62,11 +64,14 @@ class Server:
         if max_tokens is None:
             max_tokens = min(self.max_tokens, room)
         elif max_tokens > self.max_tokens:
-            raise ApiError(400, f"max_tokens {max_tokens} exceeds this server's limit of {self.max_tokens}", "max_tokens")
+            raise ApiError(
+                400, f"max_tokens {max_tokens} exceeds this server's limit of {self.max_tokens}", "max_tokens"
+            )
         if max_tokens < 1 or max_tokens > room:
             raise ApiError(
                 400,
-                f"prompt ({len(prompt_ids)} tokens) + max_tokens ({max_tokens}) exceeds the context length {self.context}",
+                f"prompt ({len(prompt_ids)} tokens) + max_tokens ({max_tokens}) "
+                f"exceeds the context length {self.context}",
                 "max_tokens",
                 "context_length_exceeded",
             )
@@ -76,7 +81,7 @@ class Server:
             top_p=req.top_p,
             top_k=req.top_k,
             seed=req.seed,
-            stop_token_ids=(self.eos,),
+            stop_token_ids=() if req.ignore_eos else (self.eos,),
         )
         return Prepared(prompt_ids, params, stops, req.n)
 
@@ -125,7 +130,7 @@ class Server:
                 detok = detoks[index]
                 if event.token_id is not None:
                     counts[index] += 1
-                    if event.token_id == self.eos:
+                    if event.token_id in seqs[index].params.stop_token_ids:
                         continue
                     text = detok.add(event.token_id)
                     if detok.stopped:

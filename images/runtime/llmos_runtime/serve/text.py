@@ -15,7 +15,7 @@ from llmos_runtime.version import DEFAULT_CHAT_TEMPLATE
 class ChatTemplate:
     """The tokenizer_config.json chat template, or the documented default:
 
-        <|system|>\\n…\\n<|user|>\\n…\\n<|assistant|>\\n
+    <|system|>\\n…\\n<|user|>\\n…\\n<|assistant|>\\n
     """
 
     def __init__(self, model_dir: Path) -> None:

@@ -1,0 +1,175 @@
+"""Serving benchmark: continuous batching over HTTP vs a naive sequential loop, one run.
+
+    uv run python bench/serve.py
+
+Model: a GPT-2-small-sized Llama (hidden 768, 12 layers, 12 heads, random weights; vocab
+8192 from a BPE trained on the demo corpus). 16 prompts of 128 tokens, 128 output tokens each.
+- throughput: 16 concurrent streaming HTTP clients ÷ a sequential batch-1 loop with KV cache
+  (same model, same threads, in-process)
+- latency: p50 TPOT and p99 TTFT at 16 streams ÷ at 1 stream
+- HTTP/SSE overhead: single-stream TPOT over HTTP ÷ in-process engine step
+- roofline: single-stream decode tokens/s × weight bytes ÷ copy bandwidth measured here
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import torch
+from common import BIN, memory_bandwidth, percentile, prepare
+from llmos_runtime.model import LlamaModel, ModelConfig, Segment, SequenceCache
+from llmos_runtime.serve.engine import Engine, SamplingParams, Sequence, TokenEvent
+from llmos_runtime.version import load_model, save_version
+
+CLIENTS, PROMPT, OUTPUT, THREADS = 16, 128, 128, os.cpu_count() or 1
+
+
+def make_model(root: Path) -> Path:
+    data = prepare(root / "data", 8192)
+    vocab = json.loads((data / "manifest.json").read_text())["vocab_size"]
+    config = ModelConfig(vocab_size=vocab, hidden_size=768, num_layers=12, num_heads=12, context_length=1024)
+    model = LlamaModel(config)
+    model.init_weights(0)
+    return save_version(root / "gpt2-small", model, data / "tokenizer.json", {"job": "bench"})
+
+
+def prompts(vocab: int) -> list[list[int]]:
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randint(1, vocab, (PROMPT,), generator=gen).tolist() for _ in range(CLIENTS)]
+
+
+@torch.inference_mode()
+def naive_loop(model: LlamaModel, batch: list[list[int]]) -> float:
+    """Batch 1, with KV cache, greedy: seconds for all prompts one after another."""
+    start = time.perf_counter()
+    for ids in batch:
+        cache = SequenceCache(model.config, torch.float32, torch.device("cpu"))
+        logits = model.forward_packed(torch.tensor(ids), [Segment(cache, 0, len(ids))])
+        for _ in range(OUTPUT - 1):
+            token = int(logits[0].argmax())
+            logits = model.forward_packed(torch.tensor([token]), [Segment(cache, 0, 1)])
+    return time.perf_counter() - start
+
+
+def engine_step_seconds(model: LlamaModel, ids: list[int]) -> float:
+    """Mean decode step of one sequence through the in-process engine (no HTTP)."""
+    times: list[float] = []
+    done = asyncio.Event()
+    loop = asyncio.new_event_loop()
+
+    def listener(event: TokenEvent) -> None:
+        times.append(time.perf_counter())
+        if event.token_id is None:
+            loop.call_soon_threadsafe(done.set)
+
+    engine = Engine(model, max_running=1)
+    engine.start()
+    engine.submit([Sequence(ids, SamplingParams(max_tokens=OUTPUT, temperature=0), listener)])
+    loop.run_until_complete(done.wait())
+    engine.stop()
+    return (times[-2] - times[0]) / (OUTPUT - 1)
+
+
+async def stream(client: httpx.AsyncClient, ids: list[int]) -> tuple[float, list[float]]:
+    """(TTFT, inter-token gaps) of one streamed completion."""
+    body = {"model": "bench", "prompt": ids, "max_tokens": OUTPUT, "temperature": 0, "stream": True, "ignore_eos": True}
+    start = time.perf_counter()
+    stamps: list[float] = []
+    async with client.stream("POST", "/v1/completions", json=body) as r:
+        async for line in r.aiter_lines():
+            if line.startswith("data: {"):
+                stamps.append(time.perf_counter())
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    return stamps[0] - start, gaps
+
+
+async def concurrent(base: str, batch: list[list[int]]) -> tuple[float, list[float], list[float]]:
+    async with httpx.AsyncClient(base_url=base, timeout=600) as client:
+        start = time.perf_counter()
+        results = await asyncio.gather(*(stream(client, ids) for ids in batch))
+        wall = time.perf_counter() - start
+    return wall, [r[0] for r in results], [g for r in results for g in r[1]]
+
+
+def start_server(model_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            str(BIN / "llmos-serve"),
+            "--model",
+            str(model_dir),
+            "--port",
+            str(port),
+            "--served-model-name",
+            "bench",
+            "--threads",
+            str(THREADS),
+            "--max-tokens",
+            str(OUTPUT),
+            "--max-running",
+            str(CLIENTS),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError("server did not start")
+
+
+def main() -> None:
+    torch.set_num_threads(THREADS)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = make_model(Path(tmp))
+
+        model = load_model(model_dir).eval()
+        batch = prompts(model.config.vocab_size)
+        bandwidth = memory_bandwidth(THREADS)
+        naive = naive_loop(model, batch)
+        step = engine_step_seconds(model, batch[0])
+        port = 8790
+        server = start_server(model_dir, port)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            asyncio.run(concurrent(base, batch[:2]))  # warm-up
+            wall16, ttft16, tpot16 = asyncio.run(concurrent(base, batch))
+            singles = [asyncio.run(concurrent(base, [ids])) for ids in batch[:4]]
+        finally:
+            server.terminate()
+            server.wait(60)
+    ttft1 = [t for s in singles for t in s[1]]
+    tpot1 = [g for s in singles for g in s[2]]
+    tokens = CLIENTS * OUTPUT
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters, {THREADS} threads")
+    print(f"naive sequential loop: {tokens / naive:.1f} tokens/s ({naive:.1f} s)")
+    print(f"16 concurrent HTTP streams: {tokens / wall16:.1f} tokens/s ({wall16:.1f} s)")
+    print(f"throughput ratio: {naive / wall16:.2f}x  (target >= 4x, stretch 6x)")
+    p50_16, p50_1 = percentile(tpot16, 50), percentile(tpot1, 50)
+    p99_16, p99_1 = percentile(ttft16, 99), percentile(ttft1, 99)
+    print(f"p50 TPOT: {p50_16 * 1e3:.1f} ms at 16 vs {p50_1 * 1e3:.1f} ms at 1: {p50_16 / p50_1:.2f}x  (target <= 3x)")
+    print(f"p99 TTFT: {p99_16 * 1e3:.0f} ms at 16 vs {p99_1 * 1e3:.0f} ms at 1: {p99_16 / p99_1:.2f}x  (target <= 4x)")
+    print(
+        f"HTTP/SSE overhead: TPOT {p50_1 * 1e3:.1f} ms over HTTP / {step * 1e3:.1f} ms in-process: "
+        f"{p50_1 / step:.2f}  (target <= 1.15)"
+    )
+    decode = 1 / step
+    print(
+        f"decode roofline: {decode:.1f} tokens/s x {weight_bytes / 1e6:.0f} MB / {bandwidth / 1e9:.1f} GB/s = "
+        f"{decode * weight_bytes / bandwidth:.0%}  (target >= 35%)"
+    )
+
+
+if __name__ == "__main__":
+    main()
