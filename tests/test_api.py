@@ -11,7 +11,7 @@ import pytest
 import yaml
 from llmos.api import KINDS
 from llmos.api.crd import build_crd, crd_file_name, render_all
-from llmos.manifests import InvalidManifests, load_manifests
+from llmos.validation import InvalidManifests, load_manifests
 
 from tests.conftest import REPO, run_tool
 

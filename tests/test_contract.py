@@ -10,7 +10,7 @@ from llmos.api.language_model import LanguageModel
 from llmos.api.model_endpoint import ModelEndpoint
 from llmos.api.training_job import TrainingJob
 from llmos.commands import JobPaths, Launcher, eval_command, prepare_command, serve_command, train_command
-from llmos.manifests import load_manifests
+from llmos.validation import load_manifests
 from llmos_runtime import evaluate, prepare, train
 from llmos_runtime.serve import cli as serve_cli
 

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from llmos.api import KINDS, Kind, find_kind
 from llmos.api.crd import build_crd
-from llmos.manifests import InvalidManifests, load_manifests
+from llmos.validation import InvalidManifests, load_manifests
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="LLM OS: train, evaluate and serve your own language models."

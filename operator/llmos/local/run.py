@@ -15,9 +15,9 @@ from llmos.api.model_endpoint import ModelEndpoint
 from llmos.api.training_job import TrainingJob
 from llmos.local.serving import EndpointRunner, RunningEndpoint
 from llmos.local.state import StateStore
-from llmos.local.storage import LocalStorageError
 from llmos.local.training import JobRunner
-from llmos.manifests import load_manifests
+from llmos.storage import UnsupportedStorage
+from llmos.validation import load_manifests
 
 
 def run(path: Path, state_dir: Path, port: int, ask: str | None, serve: bool, console: Console) -> int:
@@ -36,7 +36,7 @@ def run(path: Path, state_dir: Path, port: int, ask: str | None, serve: bool, co
     for job in jobs:
         try:
             done = runner.run(job)
-        except LocalStorageError as exc:
+        except UnsupportedStorage as exc:
             console.print(f"[red]trainingjob/{job.metadata.name}: {exc}[/]")
             return 1
         ok &= done.status.phase == "Succeeded"

@@ -20,6 +20,7 @@ from llmos.lifecycle import record_version
 from llmos.local.processes import Event, run_logged, tail
 from llmos.local.state import StateStore, now
 from llmos.local.storage import job_paths, progress_log
+from llmos.storage import version_uri
 
 EXIT_GATE_FAILED = 3
 
@@ -160,7 +161,7 @@ class JobRunner:
         version = record_version(
             model,
             job.metadata.name,
-            f"file://{paths.version_dir}",
+            version_uri(model, job.metadata.name),
             lineage["step"],
             lineage["tokens_seen"],
             evaluation,
