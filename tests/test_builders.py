@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from llmos.api.language_model import Evaluation, LanguageModel, ModelVersion
 from llmos.api.model_endpoint import ModelEndpoint
 from llmos.api.training_job import TrainingJob
@@ -18,6 +17,7 @@ from llmos.builders.common import Images, Owner
 from llmos.builders.serving import build_autoscaler, build_deployment, build_disruption_budget, build_service
 from llmos.builders.training import build_eval_job, build_prepare_job, build_rendezvous_service, build_train_job
 from llmos.validation import load_manifests
+
 from tests.conftest import REPO
 
 GOLDEN = REPO / "tests" / "golden"
@@ -28,15 +28,20 @@ IMAGES = Images(runtime="llmos/runtime:test")
 def example() -> dict[str, Any]:
     objects = {type(m.obj).__name__: m.obj for m in load_manifests(REPO / "examples" / "shakespeare")}
     for obj in objects.values():
-        obj.metadata.namespace = "demo"
+        obj.metadata.namespace = "demo"  # type: ignore[attr-defined]
     return objects
 
 
 def version() -> ModelVersion:
     return ModelVersion(
-        name="v3", uri="pvc://llmos-models/shakespeare/versions/shakespeare-v1", step=300, tokens_seen=1,
-        produced_by="shakespeare-v1", evaluation=Evaluation(passed=True), created_at="2026-01-01T00:00:00Z",
-    )  # fmt: skip
+        name="v3",
+        uri="pvc://llmos-models/shakespeare/versions/shakespeare-v1",
+        step=300,
+        tokens_seen=1,
+        produced_by="shakespeare-v1",
+        evaluation=Evaluation(passed=True),
+        created_at="2026-01-01T00:00:00Z",
+    )
 
 
 def children(example: dict[str, Any]) -> dict[str, Any]:

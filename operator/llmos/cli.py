@@ -246,5 +246,29 @@ def chat(
         history.append({"role": "assistant", "content": reply})
 
 
+@app.command()
+def operator(
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="watch these namespaces (repeatable)")
+    ] = None,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
+) -> None:
+    """Run the operator (kopf) against the cluster in $KUBECONFIG or in-cluster.
+
+    Settings (environment): LLMOS_OPERATOR_RUNTIME_IMAGE (runtime image of the pods),
+    LLMOS_OPERATOR_INTERVAL (seconds between reconciliations of an object, default 5).
+    """
+    import asyncio
+
+    import kopf
+
+    import llmos.handlers  # noqa: F401  (registers the handlers)
+
+    if not namespace and not all_namespaces:
+        err.print("give --namespace NAME (repeatable) or --all-namespaces")
+        raise typer.Exit(2)
+    asyncio.run(kopf.operator(namespaces=namespace or [], clusterwide=all_namespaces, standalone=True))
+
+
 def main() -> None:
     app()

@@ -119,11 +119,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def write_termination_log(path: Path | None, result: dict[str, Any]) -> None:
+def write_termination_log(path: Path | None, result: dict[str, Any], lineage: dict[str, Any]) -> None:
+    """The verdict and what the operator records with the version, in at most 4096 bytes."""
     target = path or (KUBERNETES_TERMINATION_LOG if KUBERNETES_TERMINATION_LOG.exists() else None)
     if target is None:
         return
     summary = {k: result[k] for k in ("metrics", "passed", "reason")}
+    summary |= {"step": lineage.get("step", 0), "tokens_seen": lineage.get("tokens_seen", 0)}
     target.write_text(json.dumps(summary)[:4000])  # the kubelet keeps at most 4096 bytes
 
 
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     lineage = read_lineage(args.version)
     lineage["evaluation"] = {k: result[k] for k in ("metrics", "passed", "reason")}
     write_json(args.version / LINEAGE_FILE, lineage)
-    write_termination_log(args.termination_log, result)
+    write_termination_log(args.termination_log, result, lineage)
     print(json.dumps({"event": "evaluated", **result}), flush=True)
     if not result["passed"]:
         sys.exit(EXIT_GATE_FAILED)

@@ -14,12 +14,12 @@ from llmos import conditions as c
 from llmos.api.base import set_condition
 from llmos.api.language_model import Evaluation, LanguageModel
 from llmos.api.training_job import TERMINAL_PHASES, Phase, TrainingJob, TrainingJobStatus
-from llmos.api.training_job import Progress as JobProgress
 from llmos.commands import JobPaths, Launcher, eval_command, prepare_command, train_command
 from llmos.lifecycle import record_version
 from llmos.local.processes import Event, run_logged, tail
 from llmos.local.state import StateStore, now
 from llmos.local.storage import job_paths, progress_log
+from llmos.progress import format_progress
 from llmos.storage import version_uri
 
 EXIT_GATE_FAILED = 3
@@ -116,13 +116,7 @@ class JobRunner:
                 if kind == "progress":
                     with history.open("a") as f:
                         f.write(json.dumps(event) + "\n")
-                    job.status.progress = JobProgress(
-                        step=event["step"],
-                        total_steps=event["total_steps"],
-                        loss=event["loss"],
-                        tokens_per_second=event["tokens_per_second"],
-                        eta=event["eta"],
-                    )
+                    job.status.progress = format_progress(event)
                     self.store.save(job)
                     bar.update(
                         task,

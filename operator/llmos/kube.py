@@ -1,0 +1,139 @@
+"""The one wrapper around the Kubernetes API: config, server-side apply, status patches, and
+the 404/409 policy (absent objects read as None; applies win conflicts for our fields)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from llmos.builders.common import FIELD_MANAGER, Manifest
+
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+CORE_KINDS = {"Pod", "Service", "Secret", "ConfigMap", "PersistentVolumeClaim", "Namespace", "Event"}
+PLURALS = {
+    "Job": "jobs",
+    "Deployment": "deployments",
+    "Service": "services",
+    "Pod": "pods",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "LanguageModel": "languagemodels",
+    "TrainingJob": "trainingjobs",
+    "ModelEndpoint": "modelendpoints",
+    "Namespace": "namespaces",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "Secret": "secrets",
+}
+
+
+def _materialize(data: str, suffix: str) -> str:
+    with tempfile.NamedTemporaryFile(delete=False, suffix=suffix) as handle:
+        handle.write(base64.b64decode(data))
+    return handle.name
+
+
+def client_from_environment(kubeconfig: str | None = None) -> httpx.Client:
+    """In-cluster service account, else $KUBECONFIG / ~/.kube/config (current context)."""
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    if path is None and (SERVICE_ACCOUNT / "token").is_file():
+        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+        token = (SERVICE_ACCOUNT / "token").read_text().strip()
+        return httpx.Client(
+            base_url=f"https://{host}:{port}",
+            verify=str(SERVICE_ACCOUNT / "ca.crt"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+    config = yaml.safe_load(Path(path or Path.home() / ".kube" / "config").read_text())
+    context_name = config.get("current-context")
+    context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)
+    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
+    user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
+    verify: Any = cluster.get("certificate-authority") or True
+    if "certificate-authority-data" in cluster:
+        verify = _materialize(cluster["certificate-authority-data"], ".crt")
+    cert = None
+    if "client-certificate" in user:
+        cert = (user["client-certificate"], user["client-key"])
+    elif "client-certificate-data" in user:
+        cert = (_materialize(user["client-certificate-data"], ".crt"), _materialize(user["client-key-data"], ".key"))
+    headers = {"Authorization": f"Bearer {user['token']}"} if "token" in user else {}
+    return httpx.Client(base_url=cluster["server"], verify=verify, cert=cert, headers=headers, timeout=30)
+
+
+def object_path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    parts = [prefix]
+    if namespace and kind != "Namespace":
+        parts.append(f"namespaces/{namespace}")
+    parts.append(PLURALS[kind])
+    if name:
+        parts.append(name)
+    return "/".join(parts)
+
+
+class ApiError(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(
+            f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text[:500]}"
+        )
+        self.status = response.status_code
+
+
+class Kube:
+    def __init__(self, http: httpx.Client) -> None:
+        self.http = http
+
+    def _check(self, response: httpx.Response) -> dict[str, Any] | None:
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise ApiError(response)
+        return response.json() if response.content else {}
+
+    def apply(self, manifest: Manifest) -> dict[str, Any]:
+        """Server-side apply as the operator's field manager; a no-op apply writes nothing."""
+        meta = manifest["metadata"]
+        path = object_path(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
+        response = self.http.patch(
+            path,
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            content=yaml.safe_dump(manifest),
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
+        result = self._check(response)
+        assert result is not None
+        return result
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return self._check(self.http.get(object_path(api_version, kind, namespace, name)))
+
+    def list(self, api_version: str, kind: str, namespace: str | None, selector: str = "") -> list[dict[str, Any]]:
+        params = {"labelSelector": selector} if selector else {}
+        result = self._check(self.http.get(object_path(api_version, kind, namespace), params=params))
+        return list(result["items"]) if result else []
+
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        self._check(self.http.request("DELETE", object_path(api_version, kind, namespace, name), json=body))
+
+    def patch_status(
+        self, api_version: str, kind: str, namespace: str | None, name: str, status: dict[str, Any]
+    ) -> None:
+        path = object_path(api_version, kind, namespace, name) + "/status"
+        response = self.http.patch(
+            path, json={"status": status}, headers={"Content-Type": "application/merge-patch+json"}
+        )
+        self._check(response)
+
+    def pod_log(self, namespace: str, pod: str, tail_lines: int) -> str:
+        response = self.http.get(object_path("v1", "Pod", namespace, pod) + "/log", params={"tailLines": tail_lines})
+        if response.status_code >= 400:
+            return ""
+        return response.text
