@@ -14,22 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
+from llmos.kube import client_from_environment
 
 PROVISIONER = "llmos.dev/hostpath"
 STORAGE_CLASS = "standard"
-
-
-def client(kubeconfig: Path) -> httpx.Client:
-    config = yaml.safe_load(kubeconfig.read_text())
-    cluster = config["clusters"][0]["cluster"]
-    user = config["users"][0]["user"]
-    return httpx.Client(
-        base_url=cluster["server"],
-        verify=cluster["certificate-authority"],
-        cert=(user["client-certificate"], user["client-key"]),
-        timeout=10,
-    )
 
 
 def persistent_volume(claim: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -49,8 +37,14 @@ def persistent_volume(claim: dict[str, Any], path: Path) -> dict[str, Any]:
     }
 
 
+def items(api: httpx.Client, path: str) -> list[dict[str, Any]]:
+    response = api.get(path)
+    response.raise_for_status()
+    return list(response.json()["items"])
+
+
 def reconcile(api: httpx.Client, root: Path) -> None:
-    for claim in api.get("/api/v1/persistentvolumeclaims").json()["items"]:
+    for claim in items(api, "/api/v1/persistentvolumeclaims"):
         spec = claim["spec"]
         if spec.get("storageClassName") != STORAGE_CLASS or spec.get("volumeName"):
             continue
@@ -61,7 +55,7 @@ def reconcile(api: httpx.Client, root: Path) -> None:
         response = api.post("/api/v1/persistentvolumes", json=persistent_volume(claim, path))
         if response.status_code not in (201, 409):
             print(f"creating a volume for {meta['namespace']}/{meta['name']}: {response.text}", flush=True)
-    for volume in api.get("/api/v1/persistentvolumes").json()["items"]:
+    for volume in items(api, "/api/v1/persistentvolumes"):
         provisioned = volume["metadata"].get("annotations", {}).get("pv.kubernetes.io/provisioned-by")
         if provisioned == PROVISIONER and volume.get("status", {}).get("phase") == "Released":
             shutil.rmtree(volume["spec"]["hostPath"]["path"], ignore_errors=True)
@@ -73,7 +67,7 @@ def main() -> None:
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--root", type=Path, required=True)
     args = parser.parse_args()
-    api = client(args.kubeconfig)
+    api = client_from_environment(str(args.kubeconfig))
     while True:
         try:
             reconcile(api, args.root)

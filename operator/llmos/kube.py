@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import ssl
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,13 @@ def _materialize(data: str, suffix: str) -> str:
     return handle.name
 
 
+def tls_context(ca_file: str | None, cert: tuple[str, str] | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file)
+    if cert is not None:
+        context.load_cert_chain(*cert)
+    return context
+
+
 def client_from_environment(kubeconfig: str | None = None) -> httpx.Client:
     """In-cluster service account, else $KUBECONFIG / ~/.kube/config (current context)."""
     path = kubeconfig or os.environ.get("KUBECONFIG")
@@ -46,7 +54,7 @@ def client_from_environment(kubeconfig: str | None = None) -> httpx.Client:
         token = (SERVICE_ACCOUNT / "token").read_text().strip()
         return httpx.Client(
             base_url=f"https://{host}:{port}",
-            verify=str(SERVICE_ACCOUNT / "ca.crt"),
+            verify=tls_context(str(SERVICE_ACCOUNT / "ca.crt"), None),
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         )
@@ -55,16 +63,17 @@ def client_from_environment(kubeconfig: str | None = None) -> httpx.Client:
     context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)
     cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
     user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
-    verify: Any = cluster.get("certificate-authority") or True
+    ca_file = cluster.get("certificate-authority")
     if "certificate-authority-data" in cluster:
-        verify = _materialize(cluster["certificate-authority-data"], ".crt")
+        ca_file = _materialize(cluster["certificate-authority-data"], ".crt")
     cert = None
     if "client-certificate" in user:
         cert = (user["client-certificate"], user["client-key"])
     elif "client-certificate-data" in user:
         cert = (_materialize(user["client-certificate-data"], ".crt"), _materialize(user["client-key-data"], ".key"))
     headers = {"Authorization": f"Bearer {user['token']}"} if "token" in user else {}
-    return httpx.Client(base_url=cluster["server"], verify=verify, cert=cert, headers=headers, timeout=30)
+    verify = tls_context(ca_file, cert)
+    return httpx.Client(base_url=cluster["server"], verify=verify, headers=headers, timeout=30)
 
 
 def object_path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
