@@ -22,8 +22,24 @@ demo: sync ## Train, evaluate and serve examples/shakespeare locally, then ask i
 	$(RUN) llmos run -f examples/shakespeare --ask "ROMEO:"
 
 .PHONY: test
-test: sync verify ## Lint, verify the CRDs, then run the whole test suite
-	$(RUN) pytest
+test: sync verify ## Lint, verify the CRDs, bring up the local cluster, run the whole suite
+	$(RUN) pytest --local-cluster
+
+.PHONY: test-local
+test-local: sync ## The suite without the cluster tests (no root needed)
+	$(RUN) pytest -m "not cluster"
+
+.PHONY: cluster-up
+cluster-up: sync ## Start the local Kubernetes cluster (root; builds what is missing)
+	hack/cluster up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster, leaving nothing behind
+	hack/cluster down
+
+.PHONY: images
+images: sync ## Build the images and load them into the local cluster
+	hack/images all
 
 .PHONY: lint
 lint: sync ## ruff and mypy

@@ -22,6 +22,13 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llmos cluster")
+    group.addoption("--local-cluster", action="store_true", help="bring up hack/cluster and run the cluster tests")
+    group.addoption("--kind", action="store_true", help="run the cluster tests on a kind cluster (pytest-kind)")
+    group.addoption("--kubeconfig", help="run the cluster tests against this kubeconfig (a test context)")
+
+
 def corpus_path() -> Path:
     override = os.environ.get("LLMOS_TEST_CORPUS")
     path = Path(override) if override else REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
