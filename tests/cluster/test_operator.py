@@ -1,0 +1,195 @@
+"""The operator on the real cluster: the whole chain, gated versions and rollouts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import yaml
+
+from tests.cluster.conftest import Cluster
+from tests.cluster.test_cluster import pod
+from tests.conftest import REPO, corpus_path
+
+BIN = Path(sys.executable).parent
+CLAIM = "llmos-models"
+
+
+@pytest.fixture
+def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Path]:
+    log = tmp_path / "operator.log"
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "LLMOS_OPERATOR_RUNTIME_IMAGE": "llmos/runtime:dev",
+        "LLMOS_OPERATOR_INTERVAL": "2",
+    }
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "llmos"), "operator", "--namespace", namespace], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    yield log
+    proc.terminate()
+    proc.wait(30)
+
+
+@pytest.fixture
+def storage(cluster: Cluster, namespace: str) -> None:
+    """A shared claim holding the corpus, as a user would prepare it."""
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": CLAIM},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "2Gi"}}},
+    }
+    cluster.apply(namespace, claim, pod("loader", "mkdir -p /models/data && sleep 600", volumes={CLAIM: "/models"}))
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", "pod/loader", "--timeout=180s")
+    cluster.kubectl("cp", str(corpus_path()), f"{namespace}/loader:/models/data/tinyshakespeare.txt")
+    cluster.kubectl("delete", "-n", namespace, "pod/loader", "--wait=false")
+
+
+def manifests(job: str, gate: float) -> list[dict[str, Any]]:
+    docs = {p.stem: yaml.safe_load(p.read_text()) for p in (REPO / "examples" / "shakespeare").glob("*.yaml")}
+    docs["model"]["spec"]["architecture"] = {"hiddenSize": 64, "numLayers": 2, "numHeads": 4, "contextLength": 128}
+    docs["model"]["spec"]["tokenizer"]["vocabSize"] = 512
+    spec = docs["training"]["spec"]
+    docs["training"]["metadata"]["name"] = job
+    spec["dataset"] = {"uri": f"pvc://{CLAIM}/data/tinyshakespeare.txt"}
+    spec["hyperparameters"].update(steps=20, batchSize=8, sequenceLength=64, warmupSteps=3, logEverySteps=5)
+    spec["resources"] = {"nodes": 2, "procsPerNode": 1}
+    spec["checkpoint"]["everySteps"] = 10
+    spec["evaluation"] = {"maxBatches": 5, "samples": 0, "gate": [{"metric": "bitsPerByte", "op": "<=", "value": gate}]}
+    docs["endpoint"]["spec"]["replicas"] = {"min": 1, "max": 1}
+    docs["endpoint"]["spec"]["limits"] = {"maxConcurrentRequests": 4, "maxTokens": 32}
+    return [docs["model"], docs["training"], docs["endpoint"]]
+
+
+def wait_until(what: str, check: Callable[[], bool], log: Path, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(2)
+    raise AssertionError(f"timed out waiting for {what}; operator log:\n{log.read_text()[-5000:]}")
+
+
+def status(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    return dict(cluster.get(namespace, kind, name).get("status", {}))
+
+
+def endpoint_client(cluster: Cluster, namespace: str) -> openai.OpenAI:
+    ip = cluster.get(namespace, "service", "shakespeare")["spec"]["clusterIP"]
+    return openai.OpenAI(base_url=f"http://{ip}/v1", api_key="none", max_retries=0, timeout=60)
+
+
+def test_chain_gate_and_rollout(cluster: Cluster, namespace: str, storage: None, operator: Path) -> None:
+    model, first, endpoint = manifests("shakespeare-v1", gate=7.5)
+    cluster.apply(namespace, model, endpoint)
+    wait_until(
+        "the endpoint to wait for a model",
+        lambda: status(cluster, namespace, "me", "shakespeare").get("phase") == "WaitingForModel",
+        operator,
+        60,
+    )
+    conditions = {c["type"]: c for c in status(cluster, namespace, "me", "shakespeare")["conditions"]}
+    assert conditions["ModelAvailable"]["status"] == "False"
+    assert conditions["ModelAvailable"]["reason"] == "NoPassingVersion"
+
+    cluster.apply(namespace, first)
+    wait_until(
+        "shakespeare-v1 to succeed",
+        lambda: status(cluster, namespace, "tj", "shakespeare-v1").get("phase") in ("Succeeded", "Failed"),
+        operator,
+    )
+    job = status(cluster, namespace, "tj", "shakespeare-v1")
+    assert job["phase"] == "Succeeded", job
+    assert job["progress"]["step"] == 20 and job["producedVersion"] == "v1"
+    train_pods = cluster.kubectl(
+        "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=train", "-o", "name"
+    ).stdout.split()
+    assert len(train_pods) == 2  # two pods ran torchrun together
+    lm = status(cluster, namespace, "lm", "shakespeare")
+    assert lm["latestPassingVersion"] == "v1"
+
+    wait_until(
+        "the endpoint to serve v1",
+        lambda: status(cluster, namespace, "me", "shakespeare").get("servedVersion") == "v1",
+        operator,
+        300,
+    )
+    client = endpoint_client(cluster, namespace)
+    answer = client.completions.create(model="shakespeare", prompt="ROMEO:", max_tokens=8)
+    assert answer.choices[0].text
+
+    _, failing, _ = manifests("shakespeare-v2", gate=0.5)
+    cluster.apply(namespace, failing)
+    wait_until(
+        "shakespeare-v2 to finish",
+        lambda: status(cluster, namespace, "tj", "shakespeare-v2").get("phase") == "Succeeded",
+        operator,
+    )
+    lm = status(cluster, namespace, "lm", "shakespeare")
+    assert [v["evaluation"]["passed"] for v in lm["versions"]] == [True, False]
+    assert lm["latestVersion"] == "v2" and lm["latestPassingVersion"] == "v1"
+    time.sleep(6)
+    assert status(cluster, namespace, "me", "shakespeare")["servedVersion"] == "v1"
+
+    failures: list[str] = []
+    served: list[int] = []
+    stop = threading.Event()
+
+    def stream_requests() -> None:
+        while not stop.is_set():
+            try:
+                chunks = list(
+                    client.completions.create(model="shakespeare", prompt="KING:", max_tokens=16, stream=True)
+                )
+                served.append(len(chunks))
+            except openai.OpenAIError as exc:
+                failures.append(repr(exc))
+
+    streamer = threading.Thread(target=stream_requests)
+    streamer.start()
+    try:
+        _, passing, _ = manifests("shakespeare-v3", gate=7.5)
+        cluster.apply(namespace, passing)
+        wait_until(
+            "the endpoint to roll out v3",
+            lambda: status(cluster, namespace, "me", "shakespeare").get("servedVersion") == "v3",
+            operator,
+            900,
+        )
+        time.sleep(3)
+    finally:
+        stop.set()
+        streamer.join(120)
+    assert failures == [] and len(served) > 5
+    assert status(cluster, namespace, "me", "shakespeare")["phase"] == "Ready"
+
+    for kind in ("modelendpoint", "trainingjob", "languagemodel"):
+        cluster.kubectl("delete", "-n", namespace, kind, "--all", "--wait=true", "--timeout=120s")
+    wait_until(
+        "children to be garbage-collected",
+        lambda: (
+            not cluster.kubectl(
+                "get",
+                "-n",
+                namespace,
+                "jobs,deployments,services,hpa",
+                "-l",
+                "app.kubernetes.io/part-of=llmos",
+                "-o",
+                "name",
+            ).stdout.strip()
+        ),
+        operator,
+        120,
+    )
