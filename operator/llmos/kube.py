@@ -4,6 +4,8 @@ the 404/409 policy (absent objects read as None; applies win conflicts for our f
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import os
 import ssl
 import tempfile
@@ -16,6 +18,7 @@ import yaml
 from llmos.builders.common import FIELD_MANAGER, Manifest
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+APPLIED_HASH = "llmos.dev/applied-hash"
 CORE_KINDS = {"Pod", "Service", "Secret", "ConfigMap", "PersistentVolumeClaim", "Namespace", "Event"}
 PLURALS = {
     "Job": "jobs",
@@ -106,8 +109,23 @@ class Kube:
             raise ApiError(response)
         return response.json() if response.content else {}
 
+    def ensure(self, manifest: Manifest) -> dict[str, Any]:
+        """The object as `manifest` wants it, with no write when it already is: the hash of
+        what was last applied rides on the object, so an idle operator only reads (also
+        after a restart)."""
+        meta = manifest["metadata"]
+        digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:20]
+        current = self.get(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
+        if current is not None and current["metadata"].get("annotations", {}).get(APPLIED_HASH) == digest:
+            return current
+        annotated = {
+            **manifest,
+            "metadata": {**meta, "annotations": {**meta.get("annotations", {}), APPLIED_HASH: digest}},
+        }
+        return self.apply(annotated)
+
     def apply(self, manifest: Manifest) -> dict[str, Any]:
-        """Server-side apply as the operator's field manager; a no-op apply writes nothing."""
+        """Server-side apply as the operator's field manager."""
         meta = manifest["metadata"]
         path = object_path(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
         response = self.http.patch(

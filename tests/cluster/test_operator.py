@@ -23,22 +23,38 @@ BIN = Path(sys.executable).parent
 CLAIM = "llmos-models"
 
 
+class Operator:
+    """`llmos operator` as a local process against the test cluster, restartable."""
+
+    def __init__(self, cluster: Cluster, namespace: str, log: Path) -> None:
+        self.log = log
+        self.cmd = [str(BIN / "llmos"), "operator", "--namespace", namespace]
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "LLMOS_OPERATOR_RUNTIME_IMAGE": "llmos/runtime:dev",
+            "LLMOS_OPERATOR_INTERVAL": "2",
+        }
+        self.proc = self.start()
+
+    def start(self) -> subprocess.Popen[bytes]:
+        with self.log.open("a") as out:
+            return subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+
+    def restart(self) -> None:
+        self.stop()
+        self.proc = self.start()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
 @pytest.fixture
-def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Path]:
-    log = tmp_path / "operator.log"
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "LLMOS_OPERATOR_RUNTIME_IMAGE": "llmos/runtime:dev",
-        "LLMOS_OPERATOR_INTERVAL": "2",
-    }
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "llmos"), "operator", "--namespace", namespace], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-    yield log
-    proc.terminate()
-    proc.wait(30)
+def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Operator]:
+    running = Operator(cluster, namespace, tmp_path / "operator.log")
+    yield running
+    running.stop()
 
 
 @pytest.fixture
@@ -56,16 +72,17 @@ def storage(cluster: Cluster, namespace: str) -> None:
     cluster.kubectl("delete", "-n", namespace, "pod/loader", "--wait=false")
 
 
-def manifests(job: str, gate: float) -> list[dict[str, Any]]:
+def manifests(job: str, gate: float, steps: int = 20, max_restarts: int = 3) -> list[dict[str, Any]]:
     docs = {p.stem: yaml.safe_load(p.read_text()) for p in (REPO / "examples" / "shakespeare").glob("*.yaml")}
     docs["model"]["spec"]["architecture"] = {"hiddenSize": 64, "numLayers": 2, "numHeads": 4, "contextLength": 128}
     docs["model"]["spec"]["tokenizer"]["vocabSize"] = 512
     spec = docs["training"]["spec"]
     docs["training"]["metadata"]["name"] = job
     spec["dataset"] = {"uri": f"pvc://{CLAIM}/data/tinyshakespeare.txt"}
-    spec["hyperparameters"].update(steps=20, batchSize=8, sequenceLength=64, warmupSteps=3, logEverySteps=5)
+    spec["hyperparameters"].update(steps=steps, batchSize=8, sequenceLength=64, warmupSteps=3, logEverySteps=5)
     spec["resources"] = {"nodes": 2, "procsPerNode": 1}
     spec["checkpoint"]["everySteps"] = 10
+    spec["maxRestarts"] = max_restarts
     spec["evaluation"] = {"maxBatches": 5, "samples": 0, "gate": [{"metric": "bitsPerByte", "op": "<=", "value": gate}]}
     docs["endpoint"]["spec"]["replicas"] = {"min": 1, "max": 1}
     docs["endpoint"]["spec"]["limits"] = {"maxConcurrentRequests": 4, "maxTokens": 32}
@@ -90,13 +107,14 @@ def endpoint_client(cluster: Cluster, namespace: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"http://{ip}/v1", api_key="none", max_retries=0, timeout=60)
 
 
-def test_chain_gate_and_rollout(cluster: Cluster, namespace: str, storage: None, operator: Path) -> None:
+def test_chain_gate_and_rollout(cluster: Cluster, namespace: str, storage: None, operator: Operator) -> None:
+    log = operator.log
     model, first, endpoint = manifests("shakespeare-v1", gate=7.5)
     cluster.apply(namespace, model, endpoint)
     wait_until(
         "the endpoint to wait for a model",
         lambda: status(cluster, namespace, "me", "shakespeare").get("phase") == "WaitingForModel",
-        operator,
+        log,
         60,
     )
     conditions = {c["type"]: c for c in status(cluster, namespace, "me", "shakespeare")["conditions"]}
@@ -107,7 +125,7 @@ def test_chain_gate_and_rollout(cluster: Cluster, namespace: str, storage: None,
     wait_until(
         "shakespeare-v1 to succeed",
         lambda: status(cluster, namespace, "tj", "shakespeare-v1").get("phase") in ("Succeeded", "Failed"),
-        operator,
+        log,
     )
     job = status(cluster, namespace, "tj", "shakespeare-v1")
     assert job["phase"] == "Succeeded", job
@@ -122,7 +140,7 @@ def test_chain_gate_and_rollout(cluster: Cluster, namespace: str, storage: None,
     wait_until(
         "the endpoint to serve v1",
         lambda: status(cluster, namespace, "me", "shakespeare").get("servedVersion") == "v1",
-        operator,
+        log,
         300,
     )
     client = endpoint_client(cluster, namespace)
@@ -134,7 +152,7 @@ def test_chain_gate_and_rollout(cluster: Cluster, namespace: str, storage: None,
     wait_until(
         "shakespeare-v2 to finish",
         lambda: status(cluster, namespace, "tj", "shakespeare-v2").get("phase") == "Succeeded",
-        operator,
+        log,
     )
     lm = status(cluster, namespace, "lm", "shakespeare")
     assert [v["evaluation"]["passed"] for v in lm["versions"]] == [True, False]
@@ -164,7 +182,7 @@ def test_chain_gate_and_rollout(cluster: Cluster, namespace: str, storage: None,
         wait_until(
             "the endpoint to roll out v3",
             lambda: status(cluster, namespace, "me", "shakespeare").get("servedVersion") == "v3",
-            operator,
+            log,
             900,
         )
         time.sleep(3)
@@ -190,6 +208,71 @@ def test_chain_gate_and_rollout(cluster: Cluster, namespace: str, storage: None,
                 "name",
             ).stdout.strip()
         ),
-        operator,
+        log,
         120,
     )
+
+
+def kill_training_pod(cluster: Cluster, namespace: str, index: int) -> None:
+    selector = f"app.kubernetes.io/component=train,batch.kubernetes.io/job-completion-index={index}"
+    cluster.kubectl("delete", "pods", "-n", namespace, "-l", selector, "--grace-period=0", "--force")
+
+
+def test_a_killed_pod_restarts_the_group_from_its_checkpoint(
+    cluster: Cluster, namespace: str, storage: None, operator: Operator
+) -> None:
+    model, job, _ = manifests("resilient", gate=7.5, steps=150)
+    cluster.apply(namespace, model, job)
+    wait_until(
+        "training to pass step 30",
+        lambda: status(cluster, namespace, "tj", "resilient").get("progress", {}).get("step", 0) >= 30,
+        operator.log,
+        300,
+    )
+    operator.restart()  # mid-chain: the new process must carry on, not start over
+    kill_training_pod(cluster, namespace, 1)
+    wait_until(
+        "resilient to finish",
+        lambda: status(cluster, namespace, "tj", "resilient").get("phase") in ("Succeeded", "Failed"),
+        operator.log,
+        600,
+    )
+    final = status(cluster, namespace, "tj", "resilient")
+    assert final["phase"] == "Succeeded", final
+    assert final["restarts"] == 1
+    jobs = sorted(cluster.kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout.split())
+    assert jobs == ["job.batch/resilient-eval", "job.batch/resilient-prepare", "job.batch/resilient-train-1"]
+    resumed = cluster.kubectl(
+        "logs",
+        "-n",
+        namespace,
+        "-l",
+        "batch.kubernetes.io/job-name=resilient-train-1,batch.kubernetes.io/job-completion-index=0",
+        "--tail=-1",
+    ).stdout
+    assert '"event": "resumed"' in resumed
+    assert status(cluster, namespace, "lm", "shakespeare")["latestPassingVersion"] == "v1"
+
+
+def test_exceeding_max_restarts_fails_with_a_reason(
+    cluster: Cluster, namespace: str, storage: None, operator: Operator
+) -> None:
+    model, job, _ = manifests("fragile", gate=7.5, steps=150, max_restarts=0)
+    cluster.apply(namespace, model, job)
+    wait_until(
+        "training to start",
+        lambda: status(cluster, namespace, "tj", "fragile").get("progress", {}).get("step", 0) >= 10,
+        operator.log,
+        300,
+    )
+    kill_training_pod(cluster, namespace, 0)
+    wait_until(
+        "fragile to fail",
+        lambda: status(cluster, namespace, "tj", "fragile").get("phase") == "Failed",
+        operator.log,
+        300,
+    )
+    final = status(cluster, namespace, "tj", "fragile")
+    assert final["message"] == "training failed after 0 restarts"
+    failed = {c["type"]: c for c in final["conditions"]}["Failed"]
+    assert failed["status"] == "True" and failed["reason"] == "StepFailed"

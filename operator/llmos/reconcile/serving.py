@@ -41,12 +41,12 @@ def reconcile_endpoint(kube: Kube, endpoint: ModelEndpoint, uid: str, images: Im
     status.conditions = set_condition(
         status.conditions, c.MODEL_AVAILABLE, True, c.REASON_SERVING, selection.message, now()
     )
-    deployment = kube.apply(build_deployment(endpoint, version, owner, images))
-    kube.apply(build_service(endpoint, owner))
-    kube.apply(build_autoscaler(endpoint, owner))
+    deployment = kube.ensure(build_deployment(endpoint, version, owner, images))
+    kube.ensure(build_service(endpoint, owner))
+    kube.ensure(build_autoscaler(endpoint, owner))
     budget = build_disruption_budget(endpoint, owner)
     if budget is not None:
-        kube.apply(budget)
+        kube.ensure(budget)
     state = deployment.get("status", {})
     wanted = state.get("replicas", 0)
     rolled_out = (

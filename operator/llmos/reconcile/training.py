@@ -91,7 +91,7 @@ def reconcile_training_job(kube: Kube, job: TrainingJob, uid: str, images: Image
     status.start_time = status.start_time or now()
 
     if status.phase == "Pending":
-        kube.apply(build_prepare_job(job, model, owner, images))
+        kube.ensure(build_prepare_job(job, model, owner, images))
         status.phase, status.message = "Preparing", "tokenizer and token shards"
     elif status.phase == "Preparing":
         state = job_state(kube, namespace, prepare_job_name(job))
@@ -105,8 +105,15 @@ def reconcile_training_job(kube: Kube, job: TrainingJob, uid: str, images: Image
         progress = rank_zero_progress(kube, namespace, name)
         if progress is not None:
             status.progress = progress
-        if state.succeeded:
-            kube.apply(build_eval_job(job, model, owner, images))
+        if not state.exists:
+            previous = f"batch.kubernetes.io/job-name={train_job_name(job, status.restarts - 1)}"
+            if status.restarts and kube.list("v1", "Pod", namespace, previous):
+                # Two groups must never write the same checkpoints: let the old one stop first.
+                status.message = f"waiting for the pods of attempt {status.restarts - 1} to stop"
+            else:
+                start_training(kube, job, model, owner, images, status)
+        elif state.succeeded:
+            kube.ensure(build_eval_job(job, model, owner, images))
             status.phase, status.message = "Evaluating", "validation loss, bits per byte and gate"
         elif state.failed:
             if status.restarts >= job.spec.max_restarts:
@@ -114,9 +121,6 @@ def reconcile_training_job(kube: Kube, job: TrainingJob, uid: str, images: Image
             status.restarts += 1  # counted (written) before the new group exists
             status.message = f"restart {status.restarts} of {job.spec.max_restarts} from the last checkpoint"
             kube.delete("batch/v1", "Job", namespace, name)
-            status.phase = "Preparing"  # the next tick starts the next attempt
-        elif not state.exists:
-            start_training(kube, job, model, owner, images, status)
     elif status.phase == "Evaluating":
         state = job_state(kube, namespace, eval_job_name(job))
         if state.succeeded or state.failed:
@@ -130,8 +134,8 @@ def reconcile_training_job(kube: Kube, job: TrainingJob, uid: str, images: Image
 def start_training(
     kube: Kube, job: TrainingJob, model: LanguageModel, owner: Owner, images: Images, status: TrainingJobStatus
 ) -> None:
-    kube.apply(build_rendezvous_service(job, owner, status.restarts))
-    kube.apply(build_train_job(job, model, owner, images, status.restarts))
+    kube.ensure(build_rendezvous_service(job, owner, status.restarts))
+    kube.ensure(build_train_job(job, model, owner, images, status.restarts))
     status.phase = "Training"
     status.progress = Progress(step=status.progress.step, total_steps=job.spec.hyperparameters.steps)
     status.message = f"{job.spec.resources.nodes} node(s) × {job.spec.resources.procs_per_node} process(es)"
