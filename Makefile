@@ -62,7 +62,7 @@ verify-crds: sync ## Fail when crds/ is stale
 bench: sync ## Run the benchmarks (training MFU and DDP scaling, serving throughput and latency)
 	$(RUN) python bench/train.py
 	$(RUN) python bench/serve.py
-	KUBECONFIG=$${KUBECONFIG:-/var/lib/llmos-cluster/admin.kubeconfig} $(RUN) python bench/operator.py
+	KUBECONFIG=$${KUBECONFIG:-/var/lib/llmos-cluster/admin.kubeconfig} $(RUN) python bench/operator_reaction.py
 
 .PHONY: clean
 clean: ## Remove local-mode state and caches (not the venv)

@@ -1,6 +1,6 @@
 """Operator benchmark on a test cluster ($KUBECONFIG, e.g. hack/cluster's), side by side.
 
-    KUBECONFIG=/var/lib/llmos-cluster/admin.kubeconfig uv run python bench/operator.py
+    KUBECONFIG=/var/lib/llmos-cluster/admin.kubeconfig uv run python bench/operator_reaction.py
 
 - reaction: p95 time from applying a ModelEndpoint (its model already has a passing version)
   to its Deployment, Service and HorizontalPodAutoscaler all existing, ÷ p95 of a
