@@ -12,6 +12,8 @@ from llmos import conditions as c
 from llmos.api.base import set_condition
 from llmos.api.language_model import Evaluation, LanguageModel, ModelVersion
 from llmos.api.model_endpoint import LATEST, LATEST_PASSING, ModelEndpoint
+from llmos.api.training_job import TrainingJobStatus
+from llmos.storage import version_uri
 
 
 def record_version(
@@ -50,6 +52,30 @@ def record_version(
         now=created_at,
     )
     status.observed_generation = model.metadata.generation
+    return version
+
+
+def complete_training(
+    status: TrainingJobStatus,
+    job_name: str,
+    model: LanguageModel,
+    evaluation: Evaluation,
+    step: int,
+    tokens_seen: int,
+    now: str,
+) -> ModelVersion:
+    """Record the job's version in the model and mark the job Succeeded with its verdict."""
+    uri = version_uri(model, job_name)
+    version = record_version(model, job_name, uri, step, tokens_seen, evaluation, now)
+    status.evaluation, status.produced_version = evaluation, version.name
+    passed = evaluation.passed
+    reason = c.REASON_ALL_GATES_PASSED if passed else c.REASON_GATE_FAILED
+    status.conditions = set_condition(status.conditions, c.GATE_PASSED, passed, reason, evaluation.reason, now)
+    produced = f"produced {model.metadata.name}@{version.name}"
+    status.conditions = set_condition(status.conditions, c.SUCCEEDED, True, c.REASON_COMPLETED, produced, now)
+    status.phase, status.completion_time = "Succeeded", now
+    verdict = "passed" if passed else "did not pass"
+    status.message = f"{model.metadata.name}@{version.name} {verdict} its gate"
     return version
 
 

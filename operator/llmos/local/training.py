@@ -15,12 +15,11 @@ from llmos.api.base import set_condition
 from llmos.api.language_model import Evaluation, LanguageModel
 from llmos.api.training_job import TERMINAL_PHASES, Phase, TrainingJob, TrainingJobStatus
 from llmos.commands import JobPaths, Launcher, eval_command, prepare_command, train_command
-from llmos.lifecycle import record_version
+from llmos.lifecycle import complete_training
 from llmos.local.processes import Event, run_logged, tail
 from llmos.local.state import StateStore, now
 from llmos.local.storage import job_paths, progress_log
 from llmos.progress import format_progress
-from llmos.storage import version_uri
 
 EXIT_GATE_FAILED = 3
 
@@ -152,37 +151,11 @@ class JobRunner:
         result = json.loads(Path(paths.metrics_file).read_text())
         evaluation = Evaluation(metrics=result["metrics"], passed=result["passed"], reason=result["reason"])
         lineage = json.loads((Path(paths.version_dir) / "llmos.json").read_text())
-        version = record_version(
-            model,
-            job.metadata.name,
-            version_uri(model, job.metadata.name),
-            lineage["step"],
-            lineage["tokens_seen"],
-            evaluation,
-            now(),
+        version = complete_training(
+            job.status, job.metadata.name, model, evaluation, lineage["step"], lineage["tokens_seen"], now()
         )
         self.store.save(model)
-        status = job.status
-        status.evaluation, status.produced_version = evaluation, version.name
-        status.conditions = set_condition(
-            status.conditions,
-            c.GATE_PASSED,
-            evaluation.passed,
-            c.REASON_ALL_GATES_PASSED if evaluation.passed else c.REASON_GATE_FAILED,
-            evaluation.reason,
-            now(),
-        )
-        status.conditions = set_condition(
-            status.conditions,
-            c.SUCCEEDED,
-            True,
-            c.REASON_COMPLETED,
-            f"produced {model.metadata.name}@{version.name}",
-            now(),
-        )
-        status.completion_time = now()
-        verdict = "passed" if evaluation.passed else "did not pass"
-        self._set_phase(job, "Succeeded", f"{model.metadata.name}@{version.name} {verdict} its gate")
+        self.store.save(job)
         metrics = ", ".join(f"{k} {v:g}" for k, v in evaluation.metrics.items())
         color = "green" if evaluation.passed else "yellow"
         self.console.print(

@@ -23,9 +23,8 @@ from llmos.builders.training import (
     train_job_name,
 )
 from llmos.kube import Kube
-from llmos.lifecycle import record_version
+from llmos.lifecycle import complete_training
 from llmos.progress import format_progress
-from llmos.storage import version_uri
 
 LOG_TAIL_LINES = 50
 
@@ -145,37 +144,10 @@ def record(
     kube: Kube, job: TrainingJob, model: LanguageModel, result: dict[str, Any], status: TrainingJobStatus
 ) -> None:
     evaluation = Evaluation(metrics=result["metrics"], passed=result["passed"], reason=result["reason"])
-    version = record_version(
-        model,
-        job.metadata.name,
-        version_uri(model, job.metadata.name),
-        result.get("step", 0),
-        result.get("tokens_seen", 0),
-        evaluation,
-        now(),
-    )
+    step, tokens_seen = result.get("step", 0), result.get("tokens_seen", 0)
+    complete_training(status, job.metadata.name, model, evaluation, step, tokens_seen, now())
     namespace = job.metadata.namespace or "default"
     kube.patch_status(API_VERSION, "LanguageModel", namespace, model.metadata.name, model.status.wire())
-    status.evaluation, status.produced_version = evaluation, version.name
-    status.conditions = set_condition(
-        status.conditions,
-        c.GATE_PASSED,
-        evaluation.passed,
-        c.REASON_ALL_GATES_PASSED if evaluation.passed else c.REASON_GATE_FAILED,
-        evaluation.reason,
-        now(),
-    )
-    status.conditions = set_condition(
-        status.conditions,
-        c.SUCCEEDED,
-        True,
-        c.REASON_COMPLETED,
-        f"produced {model.metadata.name}@{version.name}",
-        now(),
-    )
-    status.phase, status.completion_time = "Succeeded", now()
-    verdict = "passed" if evaluation.passed else "did not pass"
-    status.message = f"{model.metadata.name}@{version.name} {verdict} its gate"
 
 
 def failed(status: TrainingJobStatus, message: str) -> TrainingJobStatus:
