@@ -33,6 +33,12 @@ def selector(owner: Owner) -> dict[str, str]:
     return {MODEL_ENDPOINT: owner.name}
 
 
+def child_metadata(endpoint: ModelEndpoint, owner: Owner) -> dict[str, Any]:
+    """Every child of an endpoint carries its name, namespace, labels and owner."""
+    namespace = endpoint.metadata.namespace or "default"
+    return metadata(endpoint.metadata.name, namespace, owner, labels(owner, "server", MODEL_ENDPOINT))
+
+
 def build_deployment(endpoint: ModelEndpoint, version: ModelVersion, owner: Owner, images: Images) -> Manifest:
     spec = endpoint.spec
     volumes, mounts = storage_volumes([version.uri], read_only=True)
@@ -68,12 +74,7 @@ def build_deployment(endpoint: ModelEndpoint, version: ModelVersion, owner: Owne
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(
-            endpoint.metadata.name,
-            endpoint.metadata.namespace or "default",
-            owner,
-            labels(owner, "server", MODEL_ENDPOINT),
-        ),
+        "metadata": child_metadata(endpoint, owner),
         "spec": {
             # No replicas: the HorizontalPodAutoscaler owns that field (no GitOps drift).
             "selector": {"matchLabels": selector(owner)},
@@ -97,12 +98,7 @@ def build_service(endpoint: ModelEndpoint, owner: Owner) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(
-            endpoint.metadata.name,
-            endpoint.metadata.namespace or "default",
-            owner,
-            labels(owner, "server", MODEL_ENDPOINT),
-        ),
+        "metadata": child_metadata(endpoint, owner),
         "spec": {"selector": selector(owner), "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
     }
 
@@ -128,12 +124,7 @@ def build_autoscaler(endpoint: ModelEndpoint, owner: Owner) -> Manifest:
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": metadata(
-            endpoint.metadata.name,
-            endpoint.metadata.namespace or "default",
-            owner,
-            labels(owner, "server", MODEL_ENDPOINT),
-        ),
+        "metadata": child_metadata(endpoint, owner),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": endpoint.metadata.name},
             "minReplicas": spec.replicas.min,
@@ -150,12 +141,7 @@ def build_disruption_budget(endpoint: ModelEndpoint, owner: Owner) -> Manifest |
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": metadata(
-            endpoint.metadata.name,
-            endpoint.metadata.namespace or "default",
-            owner,
-            labels(owner, "server", MODEL_ENDPOINT),
-        ),
+        "metadata": child_metadata(endpoint, owner),
         "spec": {"minAvailable": endpoint.spec.replicas.min - 1, "selector": {"matchLabels": selector(owner)}},
     }
 
