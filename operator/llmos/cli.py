@@ -252,22 +252,41 @@ def operator(
         list[str] | None, typer.Option("--namespace", "-n", help="watch these namespaces (repeatable)")
     ] = None,
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
+    settings: Annotated[bool, typer.Option("--settings", help="list the LLMOS_OPERATOR_* settings and exit")] = False,
+    health_port: Annotated[
+        int | None, typer.Option("--health-port", help="serve a liveness probe on http://0.0.0.0:PORT/healthz")
+    ] = None,
 ) -> None:
     """Run the operator (kopf) against the cluster in $KUBECONFIG or in-cluster.
 
-    Settings (environment): LLMOS_OPERATOR_RUNTIME_IMAGE (runtime image of the pods),
-    LLMOS_OPERATOR_INTERVAL (seconds between reconciliations of an object, default 5).
+    Settings come from the environment: `llmos operator --settings` lists them.
     """
     import asyncio
 
     import kopf
+
+    from llmos.controller.settings import OperatorSettings
+
+    if settings:
+        console.print(OperatorSettings.documentation(), markup=False, highlight=False)
+        return
+    try:
+        OperatorSettings.from_environment()
+    except ValueError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(2) from exc
 
     import llmos.handlers  # noqa: F401  (registers the handlers)
 
     if not namespace and not all_namespaces:
         err.print("give --namespace NAME (repeatable) or --all-namespaces")
         raise typer.Exit(2)
-    asyncio.run(kopf.operator(namespaces=namespace or [], clusterwide=all_namespaces, standalone=True))
+    liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
+    asyncio.run(
+        kopf.operator(
+            namespaces=namespace or [], clusterwide=all_namespaces, standalone=True, liveness_endpoint=liveness
+        )
+    )
 
 
 def main() -> None:

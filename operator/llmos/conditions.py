@@ -10,6 +10,7 @@ MODEL_AVAILABLE = "ModelAvailable"
 ROLLOUT_PROGRESSING = "RolloutProgressing"
 # LanguageModel
 HAS_PASSING_VERSION = "HasPassingVersion"
+STORAGE_READY = "StorageReady"
 
 # Reasons
 REASON_NO_PASSING_VERSION = "NoPassingVersion"
@@ -23,3 +24,6 @@ REASON_COMPLETED = "Completed"
 REASON_SERVING = "Serving"
 REASON_STARTING = "Starting"
 REASON_STOPPED = "Stopped"
+REASON_CLAIM_FOUND = "ClaimFound"
+REASON_CLAIM_MISSING = "ClaimMissing"
+REASON_UNSUPPORTED_STORAGE = "UnsupportedStorage"

@@ -28,7 +28,7 @@ def record_version(
     """Add (or, for a re-run of the same job, update) a version; move the latest pointers."""
     status = model.status
     existing = next((v for v in status.versions if v.produced_by == job_name and v.uri == uri), None)
-    name = existing.name if existing else f"v{len(status.versions) + 1}"
+    name = existing.name if existing else f"v{max((v.number for v in status.versions), default=0) + 1}"
     version = ModelVersion(
         name=name,
         uri=uri,
@@ -39,10 +39,11 @@ def record_version(
         created_at=created_at,
     )
     status.versions = [v for v in status.versions if v.name != name] + [version]
-    status.versions.sort(key=lambda v: int(v.name[1:]))
+    status.versions.sort(key=lambda v: v.number)
     status.latest_version = status.versions[-1].name
     passing = [v for v in status.versions if v.evaluation and v.evaluation.passed]
     status.latest_passing_version = passing[-1].name if passing else None
+    prune_versions(model)
     status.conditions = set_condition(
         status.conditions,
         c.HAS_PASSING_VERSION,
@@ -53,6 +54,18 @@ def record_version(
     )
     status.observed_generation = model.metadata.generation
     return version
+
+
+def prune_versions(model: LanguageModel) -> list[ModelVersion]:
+    """Drop the oldest versions beyond spec.keepVersions, never the latest passing one;
+    returns what was dropped."""
+    status, keep = model.status, model.spec.keep_versions
+    dropped: list[ModelVersion] = []
+    while len(status.versions) > keep:
+        oldest = next(v for v in status.versions if v.name != status.latest_passing_version)
+        status.versions.remove(oldest)
+        dropped.append(oldest)
+    return dropped
 
 
 def complete_training(

@@ -33,7 +33,7 @@ class Operator:
             **os.environ,
             "KUBECONFIG": str(cluster.kubeconfig),
             "LLMOS_OPERATOR_RUNTIME_IMAGE": "llmos/runtime:dev",
-            "LLMOS_OPERATOR_INTERVAL": "2",
+            "LLMOS_OPERATOR_PROGRESS_INTERVAL": "2",
         }
         self.proc = self.start()
 
@@ -76,6 +76,7 @@ def manifests(job: str, gate: float, steps: int = 20, max_restarts: int = 3) -> 
     docs = {p.stem: yaml.safe_load(p.read_text()) for p in (REPO / "examples" / "shakespeare").glob("*.yaml")}
     docs["model"]["spec"]["architecture"] = {"hiddenSize": 64, "numLayers": 2, "numHeads": 4, "contextLength": 128}
     docs["model"]["spec"]["tokenizer"]["vocabSize"] = 512
+    docs["model"]["spec"]["keepVersions"] = 2
     spec = docs["training"]["spec"]
     docs["training"]["metadata"]["name"] = job
     spec["dataset"] = {"uri": f"pvc://{CLAIM}/data/tinyshakespeare.txt"}
@@ -136,6 +137,8 @@ def test_chain_gate_and_rollout(cluster: Cluster, namespace: str, storage: None,
     assert len(train_pods) == 2  # two pods ran torchrun together
     lm = status(cluster, namespace, "lm", "shakespeare")
     assert lm["latestPassingVersion"] == "v1"
+    storage_ready = next(c for c in lm["conditions"] if c["type"] == "StorageReady")
+    assert storage_ready["status"] == "True", storage_ready
 
     wait_until(
         "the endpoint to serve v1",
@@ -191,6 +194,8 @@ def test_chain_gate_and_rollout(cluster: Cluster, namespace: str, storage: None,
         streamer.join(120)
     assert failures == [] and len(served) > 5
     assert status(cluster, namespace, "me", "shakespeare")["phase"] == "Ready"
+    lm = status(cluster, namespace, "lm", "shakespeare")
+    assert [v["name"] for v in lm["versions"]] == ["v2", "v3"]  # keepVersions: 2 dropped v1
 
     for kind in ("modelendpoint", "trainingjob", "languagemodel"):
         cluster.kubectl("delete", "-n", namespace, kind, "--all", "--wait=true", "--timeout=120s")

@@ -235,26 +235,22 @@ class Attention(nn.Module):
         k = self.k_proj(x).view(N, self.num_kv_heads, self.head_dim).transpose(0, 1)
         v = self.v_proj(x).view(N, self.num_kv_heads, self.head_dim).transpose(0, 1)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)  # (heads, N, hd)
-        out = torch.empty_like(q)
+        new_kv = torch.stack((k, v))  # (2, kv_heads, N, hd): one copy per segment below
         gqa = self.num_kv_heads != self.num_heads
+        outputs = []
         for seg in segments:
             past, end = seg.cache.length, seg.cache.length + seg.count
             rows = slice(seg.start, seg.start + seg.count)
             kv = seg.cache.kv[layer]
-            kv[0, :, past:end] = k[:, rows]
-            kv[1, :, past:end] = v[:, rows]
+            kv[:, :, past:end] = new_kv[:, :, rows]
             mask = None
             if seg.count > 1:
                 # Query i (absolute position past+i) sees keys 0..past+i.
                 idx = torch.arange(end, device=x.device)
                 mask = idx[None, :] <= (past + torch.arange(seg.count, device=x.device))[:, None]
-            out[:, rows] = F.scaled_dot_product_attention(
-                q[None, :, rows],
-                kv[0, None, :, :end],
-                kv[1, None, :, :end],
-                attn_mask=mask,
-                enable_gqa=gqa,
-            )[0]
+            keys, values = kv[0, :, :end], kv[1, :, :end]
+            outputs.append(F.scaled_dot_product_attention(q[:, rows], keys, values, attn_mask=mask, enable_gqa=gqa))
+        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
         return self.o_proj(out.transpose(0, 1).reshape(N, -1))
 
 

@@ -92,6 +92,10 @@ class ObjectMeta(ApiModel):
     """Annotations."""
     generation: int | None = None
     """Set by the API server; bumped on every spec change."""
+    uid: str | None = None
+    """Set by the API server: this object's identity (owner references name it)."""
+    resource_version: str | None = None
+    """Set by the API server: changes on every write (optimistic concurrency)."""
 
 
 class LocalObjectReference(ApiModel):

@@ -89,6 +89,8 @@ class LanguageModelSpec(ApiModel):
     """How to tokenize (ignored with base: the checkpoint's tokenizer is used)."""
     storage: Storage
     """Where versions live."""
+    keep_versions: int = Field(default=20, ge=1, le=1000)
+    """Versions kept in status.versions, the latest passing one always among them (files stay on storage)."""
 
 
 class Evaluation(ApiModel):
@@ -120,12 +122,16 @@ class ModelVersion(ApiModel):
     created_at: str
     """When it was exported (RFC 3339)."""
 
+    @property
+    def number(self) -> int:
+        return int(self.name[1:])
+
 
 class LanguageModelStatus(ApiModel):
     """What the operator observed."""
 
     versions: list[ModelVersion] = Field(default_factory=list)
-    """Every version, oldest first."""
+    """The version history, oldest first (at most spec.keepVersions)."""
     latest_version: str | None = None
     """The newest version."""
     latest_passing_version: str | None = None

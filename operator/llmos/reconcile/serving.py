@@ -25,7 +25,7 @@ def reconcile_endpoint(kube: Kube, endpoint: ModelEndpoint, uid: str, images: Im
     status.observed_generation = endpoint.metadata.generation
     namespace = endpoint.metadata.namespace or "default"
     owner = Owner("ModelEndpoint", endpoint.metadata.name, uid)
-    body = kube.get(API_VERSION, "LanguageModel", namespace, endpoint.spec.model_ref.name)
+    body = kube.read(API_VERSION, "LanguageModel", namespace, endpoint.spec.model_ref.name)
     selection = select_version(endpoint, LanguageModel.model_validate(body) if body else None)
     if selection.version is None:
         status.conditions = set_condition(
@@ -41,12 +41,13 @@ def reconcile_endpoint(kube: Kube, endpoint: ModelEndpoint, uid: str, images: Im
     status.conditions = set_condition(
         status.conditions, c.MODEL_AVAILABLE, True, c.REASON_SERVING, selection.message, now()
     )
-    deployment = kube.ensure(build_deployment(endpoint, version, owner, images))
-    kube.ensure(build_service(endpoint, owner))
-    kube.ensure(build_autoscaler(endpoint, owner))
+    children = [
+        build_deployment(endpoint, version, owner, images),
+        build_service(endpoint, owner),
+        build_autoscaler(endpoint, owner),
+    ]
     budget = build_disruption_budget(endpoint, owner)
-    if budget is not None:
-        kube.ensure(budget)
+    deployment = kube.ensure_all(children if budget is None else [*children, budget])[0]
     state = deployment.get("status", {})
     wanted = state.get("replicas", 0)
     rolled_out = (

@@ -82,7 +82,7 @@ def reconcile_training_job(kube: Kube, job: TrainingJob, uid: str, images: Image
     status.observed_generation = generation
     namespace = job.metadata.namespace or "default"
     owner = Owner("TrainingJob", job.metadata.name, uid)
-    model_body = kube.get(API_VERSION, "LanguageModel", namespace, job.spec.model_ref.name)
+    model_body = kube.read(API_VERSION, "LanguageModel", namespace, job.spec.model_ref.name)
     if model_body is None:
         status.message = f"waiting for LanguageModel {job.spec.model_ref.name!r}"
         return status
@@ -147,7 +147,20 @@ def record(
     step, tokens_seen = result.get("step", 0), result.get("tokens_seen", 0)
     complete_training(status, job.metadata.name, model, evaluation, step, tokens_seen, now())
     namespace = job.metadata.namespace or "default"
-    kube.patch_status(API_VERSION, "LanguageModel", namespace, model.metadata.name, model.status.wire())
+    kube.patch_status(
+        API_VERSION,
+        "LanguageModel",
+        namespace,
+        model.metadata.name,
+        model.status.wire(),
+        resource_version=model.metadata.resource_version,
+    )
+
+
+def revisit_after(status: TrainingJobStatus, progress_interval: float) -> float | None:
+    """When to look again without an event: a running group's progress lives in its log
+    (no events), everything else is announced by the Jobs' events."""
+    return progress_interval if status.phase == "Training" else None
 
 
 def failed(status: TrainingJobStatus, message: str) -> TrainingJobStatus:

@@ -1,0 +1,132 @@
+"""The operator's pure machinery, without a cluster: work queue, settings, who-uses-which-model
+index, the object cache and the version history policy."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from llmos.api.language_model import Evaluation, LanguageModel
+from llmos.controller.index import Key, ModelUsers
+from llmos.controller.queue import WorkQueue
+from llmos.controller.settings import OperatorSettings
+from llmos.kube import ObjectCache
+from llmos.lifecycle import record_version
+
+
+def run(coroutine: object) -> None:
+    asyncio.run(coroutine)  # type: ignore[arg-type]
+
+
+def test_events_for_one_key_coalesce_and_a_key_is_never_handed_out_twice() -> None:
+    async def scenario() -> None:
+        queue: WorkQueue[str] = WorkQueue()
+        for _ in range(5):
+            queue.add("a")
+        queue.add("b")
+        assert len(queue) == 2
+        first = await queue.get()
+        assert first == "a"
+        queue.add("a")  # changed while being reconciled: must be seen again, but not concurrently
+        second = await queue.get()
+        assert second == "b"
+        assert len(queue) == 1  # "a" is dirty, waiting for done()
+        queue.done("a")
+        assert await asyncio.wait_for(queue.get(), 1) == "a"
+
+    run(scenario())
+
+
+def test_scheduled_visits_fire_later_and_the_earliest_wins() -> None:
+    async def scenario() -> None:
+        queue: WorkQueue[str] = WorkQueue()
+        loop = asyncio.get_running_loop()
+        queue.add("a", after=5)
+        queue.add("a", after=0.05)  # earlier: replaces the 5 s visit
+        queue.add("a", after=3)  # later: ignored
+        start = loop.time()
+        assert await asyncio.wait_for(queue.get(), 1) == "a"
+        assert 0.04 <= loop.time() - start < 1
+        assert queue.scheduled == 0
+        queue.add("b", after=0.05)
+        queue.forget("b")  # deleted object: no visit
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(queue.get(), 0.2)
+
+    run(scenario())
+
+
+def test_settings_come_from_the_environment_and_bad_values_name_the_variable() -> None:
+    environ = {"LLMOS_OPERATOR_WORKERS": "3", "LLMOS_OPERATOR_RUNTIME_IMAGE": "r:1"}
+    settings = OperatorSettings.from_environment({**environ, "LLMOS_OPERATOR_PROGRESS_INTERVAL": "2.5"})
+    assert (settings.workers, settings.images.runtime, settings.progress_interval) == (3, "r:1", 2.5)
+    with pytest.raises(ValueError, match="LLMOS_OPERATOR_WORKERS='many'"):
+        OperatorSettings.from_environment({"LLMOS_OPERATOR_WORKERS": "many"})
+    with pytest.raises(ValueError, match="WORKERS must be >= 1"):
+        OperatorSettings.from_environment({"LLMOS_OPERATOR_WORKERS": "0"})
+    docs = OperatorSettings.documentation()
+    assert "LLMOS_OPERATOR_PROGRESS_INTERVAL (10.0): Seconds between reads" in docs
+
+
+def test_model_users_follow_spec_changes_and_deletions() -> None:
+    users = ModelUsers()
+    job, endpoint = Key("TrainingJob", "ns", "j"), Key("ModelEndpoint", "ns", "e")
+    users.record(job, "m")
+    users.record(endpoint, "m")
+    assert users.users("ns", "m") == {job, endpoint}
+    assert users.users("other", "m") == set()
+    users.record(endpoint, "m2")  # its modelRef changed
+    assert users.users("ns", "m") == {job} and users.users("ns", "m2") == {endpoint}
+    users.forget(job)
+    assert users.users("ns", "m") == set()
+    model = Key("LanguageModel", "ns", "m")
+    users.add_model(model)
+    assert users.models("ns") == {model}
+    assert set(users.known()) == {endpoint, model}
+
+
+def test_object_cache_keeps_the_newest_body_without_managed_fields() -> None:
+    cache = ObjectCache()
+
+    def body(rv: str, replicas: int) -> dict[str, object]:
+        meta = {"name": "d", "namespace": "ns", "resourceVersion": rv, "managedFields": [{"manager": "x"}]}
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": {"replicas": replicas}}
+
+    key = ("apps/v1", "Deployment", "ns", "d")
+    cache.observe(body("10", 1))
+    cache.observe(body("9", 5))  # an older event arriving late does not win
+    cached = cache.get(key)
+    assert cached is not None and cached["spec"] == {"replicas": 1}
+    assert "managedFields" not in cached["metadata"]
+    cache.observe(body("11", 2))
+    assert cache.get(key)["spec"] == {"replicas": 2}  # type: ignore[index]
+    cache.observe(body("12", 2), deleted=True)
+    assert cache.get(key) is None and len(cache) == 0
+
+
+def model(keep: int) -> LanguageModel:
+    return LanguageModel.model_validate(
+        {
+            "apiVersion": "llmos.dev/v1alpha1",
+            "kind": "LanguageModel",
+            "metadata": {"name": "m", "namespace": "ns"},
+            "spec": {
+                "architecture": {"hiddenSize": 64, "numLayers": 1, "numHeads": 4},
+                "storage": {"uri": "pvc://c/m"},
+                "keepVersions": keep,
+            },
+        }
+    )
+
+
+def test_version_history_is_bounded_and_keeps_the_latest_passing_version() -> None:
+    lm = model(keep=3)
+    verdicts = [True, False, False, False, False]
+    for i, passed in enumerate(verdicts):
+        record_version(lm, f"job-{i}", f"pvc://c/m/versions/job-{i}", 10, 100, Evaluation(passed=passed), "t")
+    names = [v.name for v in lm.status.versions]
+    assert names == ["v1", "v4", "v5"]  # v1 is the latest passing one: kept while v2, v3 went
+    assert lm.status.latest_version == "v5" and lm.status.latest_passing_version == "v1"
+    record_version(lm, "job-5", "pvc://c/m/versions/job-5", 10, 100, Evaluation(passed=True), "t")
+    assert [v.name for v in lm.status.versions] == ["v4", "v5", "v6"]  # names never reused
+    assert lm.status.latest_passing_version == "v6"
