@@ -55,10 +55,12 @@ def generate(engine: Engine, prompts: list[list[int]], params: SamplingParams) -
     return [c.tokens for c in collectors]
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_version: Path) -> Iterator[Engine]:
+@pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def engine(tiny_version: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """The engine in both serving precisions (bfloat16 is what `--dtype auto` picks on CPUs
+    with bf16 instructions, and on GPUs)."""
     torch.set_num_threads(2)
-    eng = Engine(load_model(tiny_version), max_running=16, max_waiting=4, prefill_chunk=24)
+    eng = Engine(load_model(tiny_version, request.param), max_running=16, max_waiting=4, prefill_chunk=24)
     eng.start()
     yield eng
     eng.stop()

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
-from llmos_runtime.serve.engine import Engine
+from llmos_runtime.serve.engine import Engine, serving_dtype
 from llmos_runtime.serve.errors import ERROR_RESPONSES, STREAMING_RESPONSES, ApiError
 from llmos_runtime.serve.metrics import Metrics
 from llmos_runtime.serve.middleware import Gatekeeper
@@ -45,7 +45,7 @@ from llmos_runtime.version import load_model, load_tokenizer
 
 def build_server(settings: ServeSettings, metrics: Metrics) -> tuple[Server, ChatTemplate]:
     torch.set_num_threads(settings.threads)
-    model = load_model(settings.model)
+    model = load_model(settings.model, serving_dtype(settings.dtype))
     engine = Engine(
         model,
         max_running=settings.max_running,

@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drain-timeout", type=float)
     p.add_argument("--keepalive-seconds", type=float)
     p.add_argument("--threads", type=int)
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
     return p.parse_args(argv)
 
 

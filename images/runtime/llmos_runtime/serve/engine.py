@@ -98,6 +98,17 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def serving_dtype(name: str) -> torch.dtype:
+    """The precision to serve in: `auto` is bfloat16 where the hardware computes it natively
+    (GPUs with bf16, CPUs with AVX512-BF16 or AMX), else float32."""
+    if name != "auto":
+        return getattr(torch, name)
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return torch.bfloat16 if native else torch.float32
+
+
 class Engine:
     """Continuous-batching generation over one model; thread-safe `submit` and `cancel`."""
 
@@ -117,6 +128,7 @@ class Engine:
         self.max_kv_tokens = max_kv_tokens or max_running * self.config.context_length
         self.prefill_chunk = prefill_chunk
         self.on_finish = on_finish
+        self.threads = torch.get_num_threads()
         self.dtype = next(model.parameters()).dtype
         self.device = next(model.parameters()).device
         self.waiting: collections.deque[Sequence] = collections.deque()
@@ -164,6 +176,9 @@ class Engine:
             self._thread.join()
 
     def _loop(self) -> None:
+        # Thread-count settings are per thread (OpenMP, MKL): without this the engine thread
+        # runs its matmuls with the libraries' defaults, measured about 30% slower per step.
+        torch.set_num_threads(self.threads)
         while True:
             with self._lock:
                 while not self._stop and not (self.running or self.waiting):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,9 @@ class ServeSettings(BaseSettings):
     """SSE comment sent when a stream has been silent this long (long prefill)."""
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     """torch threads."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Precision of the weights and KV cache; auto: bfloat16 where the CPU or GPU computes it
+    natively (half the memory traffic per token), else float32."""
 
     def accepted_keys(self) -> list[str]:
         keys: list[str] = []
