@@ -262,6 +262,7 @@ def operator(
     Settings come from the environment: `llmos operator --settings` lists them.
     """
     import asyncio
+    import logging
 
     import kopf
 
@@ -281,6 +282,9 @@ def operator(
     if not namespace and not all_namespaces:
         err.print("give --namespace NAME (repeatable) or --all-namespaces")
         raise typer.Exit(2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kopf").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
     asyncio.run(
         kopf.operator(

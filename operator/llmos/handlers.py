@@ -67,11 +67,14 @@ def reconcile(key: Key) -> float | None:
     if key.kind == "LanguageModel":
         status = reconcile_model(KUBE, obj)
     elif key.kind == "TrainingJob":
-        job_status = reconcile_training_job(KUBE, obj, obj.metadata.uid, SETTINGS.images)
+        job_status = reconcile_training_job(KUBE, obj, obj.metadata.uid, SETTINGS.images, SETTINGS.restart_grace)
         status, after = job_status, revisit_after(job_status, SETTINGS.progress_interval)
     else:
         status = reconcile_endpoint(KUBE, obj, obj.metadata.uid, SETTINGS.images)
     if status.wire() != obj.status.wire():
+        old_phase, phase = getattr(obj.status, "phase", None), getattr(status, "phase", None)
+        message = getattr(status, "message", None) or ""
+        log.info("%s: %s → %s %s", key, old_phase, phase, message)
         KUBE.patch_status(API_VERSION, key.kind, key.namespace, key.name, status.wire(), obj.metadata.resource_version)
     return after
 

@@ -197,6 +197,8 @@ class TrainingJobStatus(ApiModel):
     """Training progress."""
     restarts: int = 0
     """Group restarts so far."""
+    restarted_at: str | None = None
+    """When the last restart was counted (RFC 3339); the next group waits a grace period after it."""
     latest_checkpoint: str | None = None
     """The newest complete checkpoint."""
     produced_version: str | None = None

@@ -23,6 +23,8 @@ class OperatorSettings:
     """Seconds between reads of a running training job's progress (rank 0's log)."""
     resync_interval: float = 600.0
     """Seconds between visits of every object even without events (reads only when idle)."""
+    restart_grace: float = 15.0
+    """Seconds a failed training group gets to stop (beyond its pods leaving the API) before the next starts."""
     retry_max: float = 60.0
     """Longest back-off, in seconds, after a failed reconciliation."""
 

@@ -73,7 +73,15 @@ def rank_zero_progress(kube: Kube, namespace: str, job_name: str) -> Progress | 
     return None
 
 
-def reconcile_training_job(kube: Kube, job: TrainingJob, uid: str, images: Images) -> TrainingJobStatus:
+def seconds_since(timestamp: str | None) -> float:
+    if timestamp is None:
+        return float("inf")
+    return (datetime.now(UTC) - datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)).total_seconds()
+
+
+def reconcile_training_job(
+    kube: Kube, job: TrainingJob, uid: str, images: Images, restart_grace: float = 15.0
+) -> TrainingJobStatus:
     """One step of the chain; returns the status to write (equal to the old one when idle)."""
     status = job.status.model_copy(deep=True)
     generation = job.metadata.generation
@@ -106,8 +114,12 @@ def reconcile_training_job(kube: Kube, job: TrainingJob, uid: str, images: Image
             status.progress = progress
         if not state.exists:
             previous = f"batch.kubernetes.io/job-name={train_job_name(job, status.restarts - 1)}"
-            if status.restarts and kube.list("v1", "Pod", namespace, previous):
+            if status.restarts and (
+                kube.list("v1", "Pod", namespace, previous) or seconds_since(status.restarted_at) < restart_grace
+            ):
                 # Two groups must never write the same checkpoints: let the old one stop first.
+                # A force-deleted pod leaves the API at once while its processes may still run
+                # on its node for a moment, hence the grace period on top of the listing.
                 status.message = f"waiting for the pods of attempt {status.restarts - 1} to stop"
             else:
                 start_training(kube, job, model, owner, images, status)
@@ -118,6 +130,7 @@ def reconcile_training_job(kube: Kube, job: TrainingJob, uid: str, images: Image
             if status.restarts >= job.spec.max_restarts:
                 return failed(status, f"training failed after {status.restarts} restarts")
             status.restarts += 1  # counted (written) before the new group exists
+            status.restarted_at = now()
             status.message = f"restart {status.restarts} of {job.spec.max_restarts} from the last checkpoint"
             kube.delete("batch/v1", "Job", namespace, name)
     elif status.phase == "Evaluating":
