@@ -162,7 +162,7 @@ class Kube:
         after a restart)."""
         meta = manifest["metadata"]
         digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:20]
-        key = (manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
+        key = ObjectCache.key_of(manifest)
         # Watched children are all in the cache; one missing from it (just after start) is
         # applied anyway, which changes nothing if it exists as wanted.
         current = self.get(*key) if self.cache is None else self.cache.get(key)

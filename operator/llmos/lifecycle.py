@@ -56,16 +56,12 @@ def record_version(
     return version
 
 
-def prune_versions(model: LanguageModel) -> list[ModelVersion]:
-    """Drop the oldest versions beyond spec.keepVersions, never the latest passing one;
-    returns what was dropped."""
-    status, keep = model.status, model.spec.keep_versions
-    dropped: list[ModelVersion] = []
-    while len(status.versions) > keep:
+def prune_versions(model: LanguageModel) -> None:
+    """Drop the oldest versions beyond spec.keepVersions, never the latest passing one."""
+    status = model.status
+    while len(status.versions) > model.spec.keep_versions:
         oldest = next(v for v in status.versions if v.name != status.latest_passing_version)
         status.versions.remove(oldest)
-        dropped.append(oldest)
-    return dropped
 
 
 def complete_training(

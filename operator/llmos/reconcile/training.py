@@ -27,10 +27,11 @@ from llmos.lifecycle import complete_training
 from llmos.progress import format_progress
 
 LOG_TAIL_LINES = 50
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # RFC 3339, UTC, as Kubernetes writes times
 
 
 def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime(TIME_FORMAT)
 
 
 @dataclass
@@ -76,7 +77,7 @@ def rank_zero_progress(kube: Kube, namespace: str, job_name: str) -> Progress | 
 def seconds_since(timestamp: str | None) -> float:
     if timestamp is None:
         return float("inf")
-    return (datetime.now(UTC) - datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)).total_seconds()
+    return (datetime.now(UTC) - datetime.strptime(timestamp, TIME_FORMAT).replace(tzinfo=UTC)).total_seconds()
 
 
 def reconcile_training_job(
