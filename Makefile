@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
+export UV
 
 .DEFAULT_GOAL := help
 
@@ -22,8 +23,12 @@ demo: sync ## Train, evaluate and serve examples/shakespeare locally, then ask i
 	$(RUN) llmos run -f examples/shakespeare --ask "ROMEO:"
 
 .PHONY: test
-test: sync verify ## Lint, verify the CRDs, bring up the local cluster, run the whole suite
+test: sync verify test-env ## Lint, verify the CRDs, bring up the local cluster, run the whole suite
 	$(RUN) pytest --local-cluster
+
+.PHONY: test-env
+test-env: sync ## Build and start what the cluster tests need: cluster, images, helm (root)
+	hack/test-env
 
 .PHONY: test-local
 test-local: sync ## The suite without the cluster tests (no root needed)

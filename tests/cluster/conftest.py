@@ -4,7 +4,7 @@ Where it comes from, first match wins:
 - `--kubeconfig PATH` or $KUBECONFIG: any cluster whose context name says it is for tests
   (contains "test" or "kind"); anything else is refused, so a production context is never hit;
 - `--kind`: a kind cluster made by pytest-kind (a user's machine with Docker and internet);
-- `--local-cluster`: `hack/cluster up` on this machine (root), plus `hack/images`.
+- `--local-cluster`: `hack/test-env` on this machine (root): the cluster, images and helm.
 Without any of them the cluster tests are skipped, by choice; `make test` always passes
 `--local-cluster`, so CI runs them all.
 """
@@ -82,8 +82,8 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     option = request.config.getoption
     kubeconfig_option = option("--kubeconfig") or os.environ.get("KUBECONFIG")
     if option("--local-cluster"):
-        subprocess.run([str(REPO / "hack" / "cluster"), "up"], check=True)
-        subprocess.run([str(REPO / "hack" / "images"), "all"], check=True)
+        # `make test` ran hack/test-env before pytest; here it only confirms (seconds).
+        subprocess.run([str(REPO / "hack" / "test-env")], check=True)
         kubeconfig = LOCAL_KUBECONFIG
     elif option("--kind"):
         kind = request.getfixturevalue("kind_cluster")  # pytest-kind, installed by the user
