@@ -134,7 +134,7 @@ def start_server(model_dir: Path, port: int) -> subprocess.Popen[bytes]:
             str(THREADS),
             "--max-tokens",
             str(OUTPUT),
-            "--max-running",
+            "--max-concurrent-requests",
             str(CLIENTS),
         ],
         stdout=subprocess.DEVNULL,

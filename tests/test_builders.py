@@ -29,13 +29,14 @@ def example() -> dict[str, Any]:
     objects = {type(m.obj).__name__: m.obj for m in load_manifests(REPO / "examples" / "shakespeare")}
     for obj in objects.values():
         obj.metadata.namespace = "demo"  # type: ignore[attr-defined]
+    objects["TrainingJob"].status.produced_version = "v3"  # type: ignore[attr-defined]  # named when it starts
     return objects
 
 
 def version() -> ModelVersion:
     return ModelVersion(
         name="v3",
-        uri="pvc://llmos-models/shakespeare/versions/shakespeare-v1",
+        uri="pvc://llmos-models/shakespeare/versions/v3",
         step=300,
         tokens_seen=1,
         produced_by="shakespeare-v1",
@@ -80,7 +81,15 @@ def test_training_group_contract(example: dict[str, Any]) -> None:
     assert "--node-rank=${JOB_COMPLETION_INDEX}" in script
     assert "--rdzv-endpoint=shakespeare-v1-train-0-0.shakespeare-v1-rdzv:29500" in script
     assert "--data /llmos/volumes/llmos-models/shakespeare/data/shakespeare-v1" in script
+    assert "--checkpoint-dir /llmos/volumes/llmos-models/shakespeare/checkpoints/v3" in script
     assert train["metadata"]["ownerReferences"][0]["uid"] == "uid-tj"
+
+
+def test_the_chain_pods_get_no_api_credentials(example: dict[str, Any]) -> None:
+    """Regression: prepare, train and eval pods automounted the ServiceAccount token."""
+    built = children(example)
+    for name in ("prepare-job", "train-job", "eval-job"):
+        assert built[name]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False, name
 
 
 def test_endpoint_children_contract(example: dict[str, Any]) -> None:

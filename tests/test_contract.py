@@ -1,8 +1,10 @@
 """The operator/runtime contract: every command line the operator renders is accepted by the
-runtime entrypoint it names."""
+runtime entrypoint it names, and the settings come back equal to the CRD fields they were
+rendered from (one declaration: llmos_contract.config)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,24 @@ from llmos.api.model_endpoint import ModelEndpoint
 from llmos.api.training_job import TrainingJob
 from llmos.commands import JobPaths, Launcher, eval_command, prepare_command, serve_command, train_command
 from llmos.validation import load_manifests
+from llmos_contract.config import (
+    CHECKPOINT_PREFIX,
+    Architecture,
+    Checkpointing,
+    Hyperparameters,
+    Limits,
+    from_arguments,
+)
+from llmos_contract.events import (
+    TERMINATION_MESSAGE_BYTES,
+    EvaluationResult,
+    ProgressEvent,
+    UsageErrorEvent,
+    decode_event,
+    encode_event,
+)
 from llmos_runtime import evaluate, prepare, train
+from llmos_runtime.errors import UsageError
 from llmos_runtime.serve import cli as serve_cli
 
 from tests.conftest import REPO
@@ -19,9 +38,9 @@ from tests.conftest import REPO
 PATHS = JobPaths(
     dataset="/data/input.txt",
     data_dir="/models/data/j",
-    checkpoint_dir="/models/checkpoints/j",
-    version_dir="/models/versions/j",
-    metrics_file="/models/jobs/j/metrics.json",
+    checkpoint_dir="/models/checkpoints/v1",
+    version_dir="/models/versions/v1",
+    run_dir="/models/runs/v1",
 )
 
 
@@ -38,20 +57,40 @@ def torchrun_script_args(cmd: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("launcher", [Launcher(1, 2), Launcher(4, 8, "job-0.job:29500", "$(JOB_COMPLETION_INDEX)")])
-def test_training_commands_parse(example: dict[str, object], launcher: Launcher) -> None:
+def test_training_commands_parse_back_to_the_spec(example: dict[str, object], launcher: Launcher) -> None:
     job, model = example["TrainingJob"], example["LanguageModel"]
     assert isinstance(job, TrainingJob) and isinstance(model, LanguageModel)
     prep = prepare.parse_args(prepare_command(job, model, PATHS)[1:])
     assert prep.sha256 == job.spec.dataset.sha256 and prep.vocab_size == 2048
     cmd = train_command(job, model, PATHS, launcher)
     args = train.parse_args(torchrun_script_args(cmd))
-    assert args.steps == job.spec.hyperparameters.steps
+    assert from_arguments(Hyperparameters, args) == job.spec.hyperparameters
+    assert from_arguments(Checkpointing, args, CHECKPOINT_PREFIX) == job.spec.checkpoint
+    assert from_arguments(Architecture, args) == model.spec.architecture
     assert args.nodes * args.procs_per_node == launcher.nodes * launcher.procs_per_node
-    assert args.hidden_size == 256 and args.tie_embeddings is True
     assert f"--nproc-per-node={launcher.procs_per_node}" in cmd
-    ev = evaluate.parse_args(eval_command(job, PATHS)[1:])
-    assert ev.gate == ["bitsPerByte <= 2.5"]
-    assert [evaluate.parse_gate(g) for g in ev.gate] == [("bitsPerByte", "<=", 2.5)]
+    ev = evaluate.parse_args(eval_command(job, PATHS, "/dev/termination-log")[1:])
+    assert ev.result_file == Path("/dev/termination-log") and not any("gate" in a for a in cmd)
+
+
+def test_flags_use_the_crd_words(example: dict[str, object]) -> None:
+    job = example["TrainingJob"]
+    assert isinstance(job, TrainingJob)
+    cmd = train_command(job, example["LanguageModel"], PATHS, Launcher(1, 1))  # type: ignore[arg-type]
+    assert "--gradient-accumulation" in cmd and "--checkpoint-every-steps" in cmd and "--log-every-steps" in cmd
+    endpoint = example["ModelEndpoint"]
+    assert isinstance(endpoint, ModelEndpoint)
+    serve = serve_command(endpoint, "/m")
+    assert "--max-concurrent-requests" in serve and "--max-queue" in serve
+
+
+def test_runtime_rejects_what_the_crd_rejects() -> None:
+    """The runtime's bounds are the CRD's: the message names the flag."""
+    base = ["--data", "d", "--checkpoint-dir", "c", "--version-dir", "v", "--steps", "10"]
+    with pytest.raises(UsageError, match="warmupSteps must be smaller than steps"):
+        train.parse_args([*base, "--warmup-steps", "20"])
+    with pytest.raises(UsageError, match="--batch-size"):
+        train.parse_args([*base, "--batch-size", "0"])
 
 
 def test_fine_tuning_command_parses(example: dict[str, object]) -> None:
@@ -59,14 +98,48 @@ def test_fine_tuning_command_parses(example: dict[str, object]) -> None:
     assert isinstance(job, TrainingJob) and isinstance(model, LanguageModel)
     paths = JobPaths(**{**PATHS.__dict__, "init_from": "/models/base", "tokenizer": "/models/base/tokenizer.json"})
     args = train.parse_args(torchrun_script_args(train_command(job, model, paths, Launcher(1, 1))))
-    assert args.init_from == Path("/models/base")
+    assert args.init_from == Path("/models/base") and args.hidden_size is None
     assert prepare.parse_args(prepare_command(job, model, paths)[1:]).tokenizer == Path("/models/base/tokenizer.json")
 
 
-def test_serve_command_parses(example: dict[str, object]) -> None:
+def test_serve_command_parses_back_to_the_limits(example: dict[str, object], tmp_path: Path) -> None:
     endpoint = example["ModelEndpoint"]
     assert isinstance(endpoint, ModelEndpoint)
-    cmd = serve_command(endpoint, "/models/versions/j", api_key_file="/secrets/api-keys")
+    cmd = serve_command(endpoint, "/models/versions/v1", api_key_file="/secrets/api-keys")
     args = serve_cli.parse_args(cmd[1:])
-    assert args.model == Path("/models/versions/j") and args.port == 8000
-    assert args.max_running == 16 and args.max_tokens == 256 and args.served_model_name == "shakespeare"
+    assert args.model == Path("/models/versions/v1") and args.port == 8000
+    assert Limits(**{k: getattr(args, k) for k in Limits.model_fields}) == endpoint.spec.limits
+    assert args.served_model_name == "shakespeare"
+
+
+def test_an_empty_key_file_refuses_to_start(tiny_version: Path, tmp_path: Path) -> None:
+    """Regression: a key file without keys ran the server with no authentication."""
+    empty = tmp_path / "api-keys"
+    empty.write_text("\n  \n")
+    with pytest.raises(UsageError, match="holds no API key"):
+        serve_cli.settings_from(serve_cli.parse_args(["--model", str(tiny_version), "--api-key-file", str(empty)]))
+
+
+def test_evaluation_result_always_fits_a_termination_message() -> None:
+    biggest = EvaluationResult(
+        metrics={f"m{i:02d}" + "x" * 60: -1.234567890123e-300 for i in range(16)}, step=2**62, tokens_seen=2**62
+    )
+    text = biggest.encode()
+    assert len(text.encode()) < TERMINATION_MESSAGE_BYTES
+    assert EvaluationResult.decode(text) == biggest
+    with pytest.raises(ValueError):
+        EvaluationResult(metrics={f"m{i}": 1.0 for i in range(17)}, step=0, tokens_seen=0)
+    with pytest.raises(ValueError, match="not an evaluation result"):
+        EvaluationResult.decode(text[: len(text) // 2])  # a cut message is refused, never half-read
+
+
+def test_events_round_trip_through_a_log_line() -> None:
+    progress = ProgressEvent(
+        step=10, total_steps=20, loss=3.5, lr=1e-3, tokens_per_second=100.0, tokens_seen=80, eta_seconds=5, eta="5s"
+    )
+    assert decode_event(encode_event(progress)) == progress
+    assert decode_event(encode_event(UsageErrorEvent(message="--steps: bad"))) == UsageErrorEvent(
+        message="--steps: bad"
+    )
+    assert decode_event("torchrun: waiting") is None and decode_event('{"event": "progress"}') is None
+    assert json.loads(encode_event(progress))["event"] == "progress"

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from llmos.api.language_model import Evaluation, LanguageModel
+from llmos.api.language_model import Evaluation, LanguageModel, ModelVersion
 from llmos.controller.index import Key, ModelUsers
 from llmos.controller.queue import WorkQueue
-from llmos.controller.settings import OperatorSettings
+from llmos.controller.settings import OperatorSettings, settings_error
 from llmos.kube import ObjectCache
-from llmos.lifecycle import record_version
+from llmos.lifecycle import allocate_version, record_version
+from pydantic import ValidationError
 
 
 def run(coroutine: object) -> None:
@@ -56,14 +57,18 @@ def test_scheduled_visits_fire_later_and_the_earliest_wins() -> None:
     run(scenario())
 
 
-def test_settings_come_from_the_environment_and_bad_values_name_the_variable() -> None:
-    environ = {"LLMOS_OPERATOR_WORKERS": "3", "LLMOS_OPERATOR_RUNTIME_IMAGE": "r:1"}
-    settings = OperatorSettings.from_environment({**environ, "LLMOS_OPERATOR_PROGRESS_INTERVAL": "2.5"})
+def test_settings_come_from_the_environment_and_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {"WORKERS": "3", "RUNTIME_IMAGE": "r:1", "PROGRESS_INTERVAL": "2.5"}.items():
+        monkeypatch.setenv(f"LLMOS_OPERATOR_{name}", value)
+    settings = OperatorSettings()
     assert (settings.workers, settings.images.runtime, settings.progress_interval) == (3, "r:1", 2.5)
-    with pytest.raises(ValueError, match="LLMOS_OPERATOR_WORKERS='many'"):
-        OperatorSettings.from_environment({"LLMOS_OPERATOR_WORKERS": "many"})
-    with pytest.raises(ValueError, match="WORKERS must be >= 1"):
-        OperatorSettings.from_environment({"LLMOS_OPERATOR_WORKERS": "0"})
+    for bad in ("many", "0"):
+        monkeypatch.setenv("LLMOS_OPERATOR_WORKERS", bad)
+        with pytest.raises(ValidationError) as caught:
+            OperatorSettings()
+        assert settings_error(caught.value).startswith("LLMOS_OPERATOR_WORKERS: ")
     docs = OperatorSettings.documentation()
     assert "LLMOS_OPERATOR_PROGRESS_INTERVAL (10.0): Seconds between reads" in docs
 
@@ -119,14 +124,49 @@ def model(keep: int) -> LanguageModel:
     )
 
 
+def add_version(lm: LanguageModel, passed: bool) -> str:
+    """What a job does: take a name when it starts, record the version when it is judged."""
+    name, _ = allocate_version(lm, f"job-{len(lm.status.versions)}-{lm.status.allocated_versions}")
+    evaluation = Evaluation(passed=passed)
+    record_version(
+        lm,
+        ModelVersion(
+            name=name,
+            uri=f"pvc://c/m/versions/{name}",
+            step=10,
+            tokens_seen=100,
+            produced_by=f"job-{name}",
+            evaluation=evaluation,
+            created_at="t",
+        ),
+        "t",
+    )
+    return name
+
+
 def test_version_history_is_bounded_and_keeps_the_latest_passing_version() -> None:
     lm = model(keep=3)
-    verdicts = [True, False, False, False, False]
-    for i, passed in enumerate(verdicts):
-        record_version(lm, f"job-{i}", f"pvc://c/m/versions/job-{i}", 10, 100, Evaluation(passed=passed), "t")
+    for passed in [True, False, False, False, False]:
+        add_version(lm, passed)
     names = [v.name for v in lm.status.versions]
     assert names == ["v1", "v4", "v5"]  # v1 is the latest passing one: kept while v2, v3 went
     assert lm.status.latest_version == "v5" and lm.status.latest_passing_version == "v1"
-    record_version(lm, "job-5", "pvc://c/m/versions/job-5", 10, 100, Evaluation(passed=True), "t")
+    add_version(lm, True)
     assert [v.name for v in lm.status.versions] == ["v4", "v5", "v6"]  # names never reused
     assert lm.status.latest_passing_version == "v6"
+
+
+def test_keep_versions_1_never_drops_the_version_just_recorded() -> None:
+    """Regression: keepVersions 1 pruned the new (failing) version, so latestVersion dangled
+    and the next job took its name again."""
+    lm = model(keep=1)
+    add_version(lm, True)
+    add_version(lm, False)
+    names = {v.name for v in lm.status.versions}
+    assert lm.status.latest_version == "v2" and lm.status.latest_passing_version == "v1"
+    assert names == {"v1", "v2"}  # both pointers resolve
+    assert add_version(lm, False) == "v3"
+    assert {v.name for v in lm.status.versions} == {"v1", "v3"}
+    assert add_version(lm, True) == "v4" and [v.name for v in lm.status.versions] == ["v4"]
+    assert allocate_version(lm, "job-x") == ("v5", True)  # a name handed out is never handed out again
+    assert allocate_version(lm, "job-x") == ("v5", False)  # asked again (after a crash): the same name

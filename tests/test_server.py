@@ -174,7 +174,7 @@ def test_health_routes_are_open_and_metrics_count(server: ServerProcess, client:
 
 
 def test_queue_full_is_429_with_retry_after(tiny_version: Path) -> None:
-    srv = start_server(tiny_version, "--max-running", "1", "--max-waiting", "1", "--max-tokens", "200")
+    srv = start_server(tiny_version, "--max-concurrent-requests", "1", "--max-queue", "1", "--max-tokens", "200")
     body = {"model": "tiny", "prompt": "ROMEO:", "max_tokens": 200}
     responses: list[httpx.Response] = []
 
@@ -259,3 +259,24 @@ def test_sse_keepalive_comments_while_the_engine_is_busy(tiny_version: Path) -> 
     assert events[:3] == [": stream opened\n\n", ": keep-alive\n\n", ": keep-alive\n\n"]
     assert events[-1] == "data: [DONE]\n\n"
     assert any('"finish_reason": "length"' in e for e in events)
+
+
+def test_the_app_factory_serves_a_given_engine_in_process(tiny_version: Path) -> None:
+    """No subprocess: the app serves the engine it is handed; the real openai client talks to
+    it through Starlette's in-process transport."""
+    from fastapi.testclient import TestClient
+    from llmos_runtime.serve.app import build_engine, create_app
+    from llmos_runtime.serve.settings import ServeSettings
+
+    settings = ServeSettings(model=tiny_version, served_model_name="tiny", threads=1, max_concurrent_requests=2)
+    engine = build_engine(settings)
+    app = create_app(settings, engine)
+    with TestClient(app) as http:
+        client = openai.OpenAI(base_url="http://testserver/v1", api_key="none", http_client=http, max_retries=0)
+        assert [m.id for m in client.models.list().data] == ["tiny"]
+        out = client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "ROMEO:"}], max_tokens=6, seed=1
+        )
+        assert out.choices[0].message.content and app.state.llmos.server.engine is engine
+        assert http.get("/readyz").status_code == 200
+    assert app.state.llmos.ready is False  # the lifespan stopped the engine it was given

@@ -135,9 +135,9 @@ def get(
     state_dir: StateOpt = DEFAULT_STATE,
 ) -> None:
     """Show local objects with the columns `kubectl get` shows."""
-    from llmos.local.state import StateStore
+    from llmos.local.store import FileStore
 
-    store = StateStore(state_dir)
+    store = FileStore(state_dir)
     try:
         kinds = [find_kind(kind)] if kind else list(KINDS)
     except KeyError as exc:
@@ -145,7 +145,7 @@ def get(
         raise typer.Exit(1) from exc
     found_any = False
     for k in kinds:
-        objects = [o.wire() for o in store.list(k) if name is None or o.metadata.name == name]  # type: ignore[attr-defined]
+        objects = [o.wire() for o in store.objects(k) if name is None or o.metadata.name == name]  # type: ignore[attr-defined]
         if not objects:
             continue
         found_any = True
@@ -188,28 +188,25 @@ def report(
     state_dir: StateOpt = DEFAULT_STATE,
 ) -> None:
     """Write a loss-curve PNG with the evaluation metrics of a training job."""
-    import json
-
     from llmos.api.language_model import LanguageModel
     from llmos.api.training_job import TrainingJob
-    from llmos.local.state import StateStore
-    from llmos.local.storage import job_paths, progress_log
+    from llmos.local.storage import job_paths
+    from llmos.local.store import FileStore
     from llmos.report import read_history, write_report
 
     kind, name = _parse_ref(ref)
-    store = StateStore(state_dir)
+    store = FileStore(state_dir)
     job = store.load(TrainingJob, name) if kind.kind == "TrainingJob" else None
     model = store.load(LanguageModel, job.spec.model_ref.name) if job else None
     if job is None or model is None:
         err.print(f"no trainingjob/{name} (with its model) in {state_dir}")
         raise typer.Exit(1)
-    paths = job_paths(job, model, store)
-    history_file = progress_log(paths)
-    if not history_file.is_file():
+    history_file = Path(job_paths(job, model, store).progress_log) if job.status.produced_version else None
+    if history_file is None or not history_file.is_file():
         err.print(f"trainingjob/{name} has not logged progress yet")
         raise typer.Exit(1)
-    metrics_file = Path(paths.metrics_file)
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+    evaluation = job.status.evaluation
+    metrics = evaluation.model_dump() if evaluation else None
     target = write_report(read_history(history_file), metrics, f"trainingjob/{name}", out or Path(f"{name}-report.png"))
     console.print(f"wrote {target}")
     if metrics:
@@ -265,16 +262,17 @@ def operator(
     import logging
 
     import kopf
+    from pydantic import ValidationError
 
-    from llmos.controller.settings import OperatorSettings
+    from llmos.controller.settings import OperatorSettings, settings_error
 
     if settings:
         console.print(OperatorSettings.documentation(), markup=False, highlight=False)
         return
     try:
-        OperatorSettings.from_environment()
-    except ValueError as exc:
-        err.print(f"error: {exc}")
+        OperatorSettings()
+    except ValidationError as exc:
+        err.print(f"error: {settings_error(exc)}", markup=False)
         raise typer.Exit(2) from exc
 
     import llmos.handlers  # noqa: F401  (registers the handlers)

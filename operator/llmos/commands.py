@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llmos_contract import METRICS_FILE, PROGRESS_LOG, RESULT_FILE
+from llmos_contract.config import CHECKPOINT_PREFIX, to_flags
+
 from llmos.api.language_model import LanguageModel
 from llmos.api.model_endpoint import ModelEndpoint
 from llmos.api.training_job import TrainingJob
@@ -25,9 +28,21 @@ class JobPaths:
     data_dir: str
     checkpoint_dir: str
     version_dir: str
-    metrics_file: str
+    run_dir: str
     tokenizer: str | None = None
     init_from: str | None = None
+
+    @property
+    def metrics_file(self) -> str:
+        return f"{self.run_dir}/{METRICS_FILE}"
+
+    @property
+    def result_file(self) -> str:
+        return f"{self.run_dir}/{RESULT_FILE}"
+
+    @property
+    def progress_log(self) -> str:
+        return f"{self.run_dir}/{PROGRESS_LOG}"
 
 
 @dataclass(frozen=True)
@@ -73,7 +88,8 @@ def prepare_command(job: TrainingJob, model: LanguageModel, paths: JobPaths) -> 
 
 
 def train_command(job: TrainingJob, model: LanguageModel, paths: JobPaths, launcher: Launcher) -> list[str]:
-    hp = job.spec.hyperparameters
+    """Hyperparameters, checkpointing and architecture become flags by their field names
+    (`batchSize` → `--batch-size`): the runtime's parser is derived from the same types."""
     cmd = [
         *launcher.argv(),
         "-m",
@@ -90,64 +106,22 @@ def train_command(job: TrainingJob, model: LanguageModel, paths: JobPaths, launc
         str(launcher.nodes),
         "--procs-per-node",
         str(launcher.procs_per_node),
-        "--steps",
-        str(hp.steps),
-        "--batch-size",
-        str(hp.batch_size),
-        "--gradient-accumulation",
-        str(hp.gradient_accumulation),
-        "--sequence-length",
-        str(hp.sequence_length),
-        "--learning-rate",
-        str(hp.learning_rate),
-        "--min-learning-rate",
-        str(hp.min_learning_rate),
-        "--warmup-steps",
-        str(hp.warmup_steps),
-        "--weight-decay",
-        str(hp.weight_decay),
-        "--grad-clip",
-        str(hp.grad_clip),
-        "--seed",
-        str(hp.seed),
-        "--log-every-steps",
-        str(hp.log_every_steps),
-        "--checkpoint-every-steps",
-        str(job.spec.checkpoint.every_steps),
-        "--checkpoint-keep",
-        str(job.spec.checkpoint.keep),
         "--device",
         "cuda" if job.spec.resources.gpus_per_node else "cpu",
+        *to_flags(job.spec.hyperparameters),
+        *to_flags(job.spec.checkpoint, CHECKPOINT_PREFIX),
     ]
-    arch = model.spec.architecture
     if paths.init_from:
         cmd += ["--init-from", paths.init_from]
-    elif arch is not None:
-        cmd += [
-            "--hidden-size",
-            str(arch.hidden_size),
-            "--num-layers",
-            str(arch.num_layers),
-            "--num-heads",
-            str(arch.num_heads),
-            "--context-length",
-            str(arch.context_length),
-            "--rope-theta",
-            str(arch.rope_theta),
-            "--rms-norm-eps",
-            str(arch.rms_norm_eps),
-            "--tie-embeddings" if arch.tie_embeddings else "--no-tie-embeddings",
-        ]
-        if arch.num_kv_heads:
-            cmd += ["--num-kv-heads", str(arch.num_kv_heads)]
-        if arch.intermediate_size:
-            cmd += ["--intermediate-size", str(arch.intermediate_size)]
+    elif model.spec.architecture is not None:
+        cmd += to_flags(model.spec.architecture)
     return cmd
 
 
-def eval_command(job: TrainingJob, paths: JobPaths) -> list[str]:
+def eval_command(job: TrainingJob, paths: JobPaths, result_file: str) -> list[str]:
+    """The runtime measures; the operator judges the gate (no gate on this line)."""
     ev = job.spec.evaluation
-    cmd = [
+    return [
         "llmos-eval",
         "--version",
         paths.version_dir,
@@ -155,6 +129,8 @@ def eval_command(job: TrainingJob, paths: JobPaths) -> list[str]:
         paths.data_dir,
         "--metrics-file",
         paths.metrics_file,
+        "--result-file",
+        result_file,
         "--max-batches",
         str(ev.max_batches),
         "--samples",
@@ -162,9 +138,6 @@ def eval_command(job: TrainingJob, paths: JobPaths) -> list[str]:
         "--sequence-length",
         str(job.spec.hyperparameters.sequence_length),
     ]
-    for gate in ev.gate:
-        cmd += ["--gate", str(gate)]
-    return cmd
 
 
 def serve_command(
@@ -185,12 +158,7 @@ def serve_command(
         str(port),
         "--served-model-name",
         spec.served_model_name or spec.model_ref.name,
-        "--max-running",
-        str(spec.limits.max_concurrent_requests),
-        "--max-waiting",
-        str(spec.limits.max_queue),
-        "--max-tokens",
-        str(spec.limits.max_tokens),
+        *to_flags(spec.limits),
     ]
     if api_key_file:
         cmd += ["--api-key-file", api_key_file]

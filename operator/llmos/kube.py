@@ -3,24 +3,21 @@ the 404/409 policy (absent objects read as None; applies win conflicts for our f
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import ssl
-import tempfile
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from llmos.builders.common import FIELD_MANAGER, Manifest
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 APPLIED_HASH = "llmos.dev/applied-hash"
-CORE_KINDS = {"Pod", "Service", "Secret", "ConfigMap", "PersistentVolumeClaim", "Namespace", "Event"}
 PLURALS = {
     "Job": "jobs",
     "Deployment": "deployments",
@@ -34,13 +31,8 @@ PLURALS = {
     "Namespace": "namespaces",
     "PersistentVolumeClaim": "persistentvolumeclaims",
     "Secret": "secrets",
+    "Event": "events",
 }
-
-
-def _materialize(data: str, suffix: str) -> str:
-    with tempfile.NamedTemporaryFile(delete=False, suffix=suffix) as handle:
-        handle.write(base64.b64decode(data))
-    return handle.name
 
 
 def tls_context(ca_file: str | None, cert: tuple[str, str] | None) -> ssl.SSLContext:
@@ -50,34 +42,41 @@ def tls_context(ca_file: str | None, cert: tuple[str, str] | None) -> ssl.SSLCon
     return context
 
 
+class KubernetesAuth(httpx.Auth):
+    """The credentials of a `kubernetes` client configuration, refreshed when they expire
+    (exec credential plugins, auth providers, the in-cluster token's rotation)."""
+
+    def __init__(self, configuration: Any) -> None:
+        self.configuration = configuration
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        hook = self.configuration.refresh_api_key_hook
+        if hook is not None:
+            hook(self.configuration)
+        token = self.configuration.get_api_key_with_prefix("authorization")
+        if token:
+            request.headers["Authorization"] = token
+        yield request
+
+
 def client_from_environment(kubeconfig: str | None = None) -> httpx.Client:
-    """In-cluster service account, else $KUBECONFIG / ~/.kube/config (current context)."""
+    """$KUBECONFIG / ~/.kube/config (current context), else the in-cluster service account.
+    The `kubernetes` package reads the configuration, so every kind of kubeconfig works."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
     path = kubeconfig or os.environ.get("KUBECONFIG")
     if path is None and (SERVICE_ACCOUNT / "token").is_file():
-        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
-        token = (SERVICE_ACCOUNT / "token").read_text().strip()
-        return httpx.Client(
-            base_url=f"https://{host}:{port}",
-            verify=tls_context(str(SERVICE_ACCOUNT / "ca.crt"), None),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-    config = yaml.safe_load(Path(path or Path.home() / ".kube" / "config").read_text())
-    context_name = config.get("current-context")
-    context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)
-    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
-    user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
-    ca_file = cluster.get("certificate-authority")
-    if "certificate-authority-data" in cluster:
-        ca_file = _materialize(cluster["certificate-authority-data"], ".crt")
-    cert = None
-    if "client-certificate" in user:
-        cert = (user["client-certificate"], user["client-key"])
-    elif "client-certificate-data" in user:
-        cert = (_materialize(user["client-certificate-data"], ".crt"), _materialize(user["client-key-data"], ".key"))
-    headers = {"Authorization": f"Bearer {user['token']}"} if "token" in user else {}
-    verify = tls_context(ca_file, cert)
-    return httpx.Client(base_url=cluster["server"], verify=verify, headers=headers, timeout=30)
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(config_file=path, client_configuration=configuration)
+    cert = (
+        (configuration.cert_file, configuration.key_file)
+        if configuration.cert_file and configuration.key_file
+        else None
+    )
+    verify: ssl.SSLContext | bool = tls_context(configuration.ssl_ca_cert, cert) if configuration.verify_ssl else False
+    return httpx.Client(base_url=configuration.host, verify=verify, auth=KubernetesAuth(configuration), timeout=30)
 
 
 def object_path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
@@ -246,6 +245,13 @@ class Kube:
         assert result is not None
         if self.cache is not None:
             self.cache.observe(result)
+        return result
+
+    def create(self, manifest: Manifest) -> dict[str, Any]:
+        meta = manifest["metadata"]
+        path = object_path(manifest["apiVersion"], manifest["kind"], meta.get("namespace"))
+        result = self._check(self.http.post(path, json=manifest))
+        assert result is not None
         return result
 
     def pod_log(self, namespace: str, pod: str, tail_lines: int) -> str:

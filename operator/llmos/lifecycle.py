@@ -1,45 +1,63 @@
-"""Pure state transitions shared by the operator and local mode.
-
-They take and return API objects and never touch the API server, files or processes, so
-both backends record versions and pick the served version the same way.
+"""Pure state transitions shared by every reconciler: naming and recording versions, judging
+gates, choosing the served version. They take and return API objects and touch nothing else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from llmos_contract.events import EvaluationResult
 
 from llmos import conditions as c
-from llmos.api.base import set_condition
+from llmos.api.base import Condition, set_condition
 from llmos.api.language_model import Evaluation, LanguageModel, ModelVersion
 from llmos.api.model_endpoint import LATEST, LATEST_PASSING, ModelEndpoint
-from llmos.api.training_job import TrainingJobStatus
+from llmos.api.training_job import Gate, TrainingJobStatus
 from llmos.storage import version_uri
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # RFC 3339, UTC, as Kubernetes writes times
 
-def record_version(
-    model: LanguageModel,
-    job_name: str,
-    uri: str,
-    step: int,
-    tokens_seen: int,
-    evaluation: Evaluation,
-    created_at: str,
-) -> ModelVersion:
-    """Add (or, for a re-run of the same job, update) a version; move the latest pointers."""
+
+def now() -> str:
+    return datetime.now(UTC).strftime(TIME_FORMAT)
+
+
+def seconds_since(timestamp: str | None) -> float:
+    if timestamp is None:
+        return float("inf")
+    return (datetime.now(UTC) - datetime.strptime(timestamp, TIME_FORMAT).replace(tzinfo=UTC)).total_seconds()
+
+
+def allocate_version(model: LanguageModel, job_name: str) -> tuple[str, bool]:
+    """The next version name of the model for the job, and whether the model's status changed
+    (the caller writes it back before using the name). Asking again after a crash between
+    the two writes gives the same name."""
     status = model.status
-    existing = next((v for v in status.versions if v.produced_by == job_name and v.uri == uri), None)
-    name = existing.name if existing else f"v{max((v.number for v in status.versions), default=0) + 1}"
-    version = ModelVersion(
-        name=name,
-        uri=uri,
-        step=step,
-        tokens_seen=tokens_seen,
-        produced_by=job_name,
-        evaluation=evaluation,
-        created_at=created_at,
-    )
-    status.versions = [v for v in status.versions if v.name != name] + [version]
-    status.versions.sort(key=lambda v: v.number)
+    if status.last_allocated_to == job_name and status.allocated_versions:
+        return f"v{status.allocated_versions}", False
+    status.allocated_versions = max(status.allocated_versions, max((v.number for v in status.versions), default=0))
+    status.allocated_versions += 1
+    status.last_allocated_to = job_name
+    return f"v{status.allocated_versions}", True
+
+
+def judge(gates: list[Gate], result: EvaluationResult) -> Evaluation:
+    """The runtime measured; this decides whether the version may be served."""
+    failed = []
+    for gate in gates:
+        if gate.metric not in result.metrics:
+            failed.append(f"{gate} (not measured)")
+        elif not gate.holds(result.metrics):
+            failed.append(f"{gate} (got {result.metrics[gate.metric]:g})")
+    reason = "gate failed: " + "; ".join(failed) if failed else "all gates passed"
+    return Evaluation(metrics=result.metrics, passed=not failed, reason=reason)
+
+
+def record_version(model: LanguageModel, version: ModelVersion, at: str) -> None:
+    """Add (or, recorded again after a crash, replace) a version; move the latest pointers."""
+    status = model.status
+    status.versions = sorted([v for v in status.versions if v.name != version.name] + [version], key=lambda v: v.number)
     status.latest_version = status.versions[-1].name
     passing = [v for v in status.versions if v.evaluation and v.evaluation.passed]
     status.latest_passing_version = passing[-1].name if passing else None
@@ -50,42 +68,53 @@ def record_version(
         bool(passing),
         c.REASON_ALL_GATES_PASSED if passing else c.REASON_NO_PASSING_VERSION,
         f"{passing[-1].name} passed its gate" if passing else "no version has passed its gate yet",
-        now=created_at,
+        now=at,
     )
-    status.observed_generation = model.metadata.generation
-    return version
 
 
 def prune_versions(model: LanguageModel) -> None:
-    """Drop the oldest versions beyond spec.keepVersions, never the latest passing one."""
+    """Drop the oldest versions beyond spec.keepVersions; the latest and the latest passing
+    version always stay (so with keepVersions 1 both may be kept)."""
     status = model.status
+    kept = {status.latest_version, status.latest_passing_version}
     while len(status.versions) > model.spec.keep_versions:
-        oldest = next(v for v in status.versions if v.name != status.latest_passing_version)
+        oldest = next((v for v in status.versions if v.name not in kept), None)
+        if oldest is None:
+            return
         status.versions.remove(oldest)
 
 
 def complete_training(
-    status: TrainingJobStatus,
-    job_name: str,
-    model: LanguageModel,
-    evaluation: Evaluation,
-    step: int,
-    tokens_seen: int,
-    now: str,
+    status: TrainingJobStatus, job_name: str, model: LanguageModel, evaluation: Evaluation, result: EvaluationResult
 ) -> ModelVersion:
     """Record the job's version in the model and mark the job Succeeded with its verdict."""
-    uri = version_uri(model, job_name)
-    version = record_version(model, job_name, uri, step, tokens_seen, evaluation, now)
-    status.evaluation, status.produced_version = evaluation, version.name
+    assert status.produced_version is not None
+    at = now()
+    version = ModelVersion(
+        name=status.produced_version,
+        uri=version_uri(model, status.produced_version),
+        step=result.step,
+        tokens_seen=result.tokens_seen,
+        produced_by=job_name,
+        evaluation=evaluation,
+        created_at=at,
+    )
+    record_version(model, version, at)
+    status.evaluation = evaluation
     passed = evaluation.passed
     reason = c.REASON_ALL_GATES_PASSED if passed else c.REASON_GATE_FAILED
-    status.conditions = set_condition(status.conditions, c.GATE_PASSED, passed, reason, evaluation.reason, now)
+    status.conditions = set_condition(status.conditions, c.GATE_PASSED, passed, reason, evaluation.reason, at)
     produced = f"produced {model.metadata.name}@{version.name}"
-    status.conditions = set_condition(status.conditions, c.SUCCEEDED, True, c.REASON_COMPLETED, produced, now)
-    status.phase, status.completion_time = "Succeeded", now
+    status.conditions = set_condition(status.conditions, c.SUCCEEDED, True, c.REASON_COMPLETED, produced, at)
+    status.phase, status.completion_time = "Succeeded", at
     verdict = "passed" if passed else "did not pass"
     status.message = f"{model.metadata.name}@{version.name} {verdict} its gate"
     return version
+
+
+def ready(conditions: list[Condition], is_ready: bool, reason: str, message: str) -> list[Condition]:
+    """The Ready condition every kind has (`kubectl wait --for=condition=Ready`)."""
+    return set_condition(conditions, c.READY, is_ready, reason, message, now())
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,12 @@ mounted: `/llmos/volumes` in pods, `.llmos/volumes` in local mode. A job's files
 its model's storage:
 
     <storage>/data/<job>/            tokenizer and token shards (llmos-prepare)
-    <storage>/checkpoints/<job>/     resume checkpoints
-    <storage>/versions/<job>/        the exported Hugging Face version
-    <storage>/jobs/<job>/            metrics.json, progress.jsonl
+    <storage>/checkpoints/<vN>/      resume checkpoints of the run that makes version vN
+    <storage>/versions/<vN>/         the exported Hugging Face version vN
+    <storage>/runs/<vN>/             metrics.json, result.json, progress.jsonl of that run
+
+Versions are named when their job starts (`LanguageModel.status.allocatedVersions`), so
+every directory of a run is named by the version it makes.
 """
 
 from __future__ import annotations
@@ -45,8 +48,12 @@ def resolve(uri: str, volumes: PurePosixPath, allow_files: bool) -> str:
 
 
 def job_paths(job: TrainingJob, model: LanguageModel, volumes: PurePosixPath, allow_files: bool) -> JobPaths:
+    """Where the files of the job's run live; the job must have its version name."""
     root = PurePosixPath(resolve(model.spec.storage.uri, volumes, allow_files))
     name = job.metadata.name
+    version = job.status.produced_version
+    if version is None:
+        raise ValueError(f"TrainingJob {name} has no version name yet")
     tokenizer = model.spec.tokenizer.uri
     base = model.spec.base
     if base is not None:
@@ -54,14 +61,14 @@ def job_paths(job: TrainingJob, model: LanguageModel, volumes: PurePosixPath, al
     return JobPaths(
         dataset=resolve(job.spec.dataset.uri, volumes, allow_files),
         data_dir=str(root / "data" / name),
-        checkpoint_dir=str(root / "checkpoints" / name),
-        version_dir=str(root / "versions" / name),
-        metrics_file=str(root / "jobs" / name / "metrics.json"),
+        checkpoint_dir=str(root / "checkpoints" / version),
+        version_dir=str(root / "versions" / version),
+        run_dir=str(root / "runs" / version),
         tokenizer=resolve(tokenizer, volumes, allow_files) if tokenizer else None,
         init_from=resolve(base.uri, volumes, allow_files) if base else None,
     )
 
 
-def version_uri(model: LanguageModel, job_name: str) -> str:
-    """The storage URI of the version a job exports."""
-    return f"{model.spec.storage.uri.rstrip('/')}/versions/{job_name}"
+def version_uri(model: LanguageModel, version: str) -> str:
+    """The storage URI of a version's directory."""
+    return f"{model.spec.storage.uri.rstrip('/')}/versions/{version}"

@@ -67,6 +67,11 @@ def _describe(error: Any) -> str:
     return message
 
 
+def describe_errors(exc: ValidationError) -> list[str]:
+    """`field.path: what is wrong`, one per problem."""
+    return [f"{_field_path(e['loc'])}: {_describe(e)}" if e["loc"] else _describe(e) for e in exc.errors()]
+
+
 def parse_document(file: Path, index: int, doc: Any) -> tuple[ApiModel | None, list[ManifestError]]:
     if not isinstance(doc, dict):
         return None, [ManifestError(file, index, "", "expected a mapping with apiVersion and kind")]

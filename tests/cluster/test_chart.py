@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.cluster.conftest import Cluster
 from tests.conftest import REPO
@@ -74,6 +75,11 @@ def test_chart_lints_and_renders_both_scopes(helm: str, cluster: Cluster) -> Non
         "namespaces={a,b}",
     )
     assert scoped.count("\nkind: Role\n") == 2 and "--namespace=a" in scoped and "--all-namespaces" not in scoped
+    # Regression: a release name YAML reads as a number (56e286) broke every label.
+    numeric = run_helm(helm, cluster, "template", "56e286", str(CHART), "--kube-version", "1.34.0")
+    for doc in yaml.safe_load_all(numeric):
+        if doc:
+            assert all(isinstance(v, str) for v in doc["metadata"].get("labels", {}).values()), doc["metadata"]
 
 
 def wait_for(what: str, check: Any, timeout: float = 120) -> Any:
@@ -112,6 +118,11 @@ def test_in_cluster_operator_reconciles_with_its_service_account(
 
     missing = wait_for("the model to report its missing claim", storage_condition)
     assert missing["status"] == "False" and missing["reason"] == "ClaimMissing", missing
+    events = wait_for(
+        "a ClaimMissing event posted with the operator's own permissions",
+        lambda: "ClaimMissing" in (out := cluster.kubectl("get", "events", "-n", namespace).stdout) and out,
+    )
+    assert "languagemodel/m" in events.lower()
     cluster.apply(namespace, claim)  # the claim's event makes the model look again
     ready = wait_for("the model to find its claim", lambda: (c := storage_condition()) and c["status"] == "True" and c)
     assert "models" in ready["message"]
@@ -145,5 +156,8 @@ def test_in_cluster_operator_reconciles_with_its_service_account(
     wait_for("the endpoint's status", lambda: cluster.get(namespace, "me", "e").get("status", {}).get("phase"))
 
     pods = cluster.kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=llmos-operator", "-o", "name")
+    # The Deployment names the endpoint with blockOwnerDeletion, which the cluster's
+    # OwnerReferencesPermissionEnforcement admits only with update on modelendpoints/finalizers.
+    assert template and json.loads(deployment)["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] is True
     logs = cluster.kubectl("logs", "-n", namespace, pods.stdout.split()[0]).stdout
     assert "Forbidden" not in logs and "403" not in logs, logs[-3000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,6 +49,12 @@ class Operator:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
+
+    def kill_and_restart(self) -> None:
+        """SIGKILL: no cleanup at all, as when a node dies."""
+        self.proc.kill()
+        self.proc.wait(30)
+        self.proc = self.start()
 
 
 @pytest.fixture
@@ -139,6 +146,19 @@ def test_chain_gate_and_rollout(cluster: Cluster, namespace: str, storage: None,
     assert lm["latestPassingVersion"] == "v1"
     storage_ready = next(c for c in lm["conditions"] if c["type"] == "StorageReady")
     assert storage_ready["status"] == "True", storage_ready
+    # Ready on every kind, as `kubectl wait` reads it (a TrainingJob is Ready once Succeeded).
+    cluster.kubectl(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Ready",
+        "lm/shakespeare",
+        "tj/shakespeare-v1",
+        "me/shakespeare",
+        "--timeout=300s",
+    )
+    reasons = event_reasons(cluster, namespace, "shakespeare-v1")
+    assert {"Preparing", "Training", "Evaluating", "Completed"} <= reasons, reasons
 
     wait_until(
         "the endpoint to serve v1",
@@ -218,6 +238,14 @@ def test_chain_gate_and_rollout(cluster: Cluster, namespace: str, storage: None,
     )
 
 
+def event_reasons(cluster: Cluster, namespace: str, name: str) -> set[str]:
+    """The reasons of the Kubernetes Events posted about an object."""
+    found = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}", "-o", "json"
+    ).stdout
+    return {item["reason"] for item in json.loads(found)["items"]}
+
+
 def kill_training_pod(cluster: Cluster, namespace: str, index: int) -> None:
     selector = f"app.kubernetes.io/component=train,batch.kubernetes.io/job-completion-index={index}"
     cluster.kubectl("delete", "pods", "-n", namespace, "-l", selector, "--grace-period=0", "--force")
@@ -278,6 +306,6 @@ def test_exceeding_max_restarts_fails_with_a_reason(
         300,
     )
     final = status(cluster, namespace, "tj", "fragile")
-    assert final["message"] == "training failed after 0 restarts"
+    assert final["message"].startswith("training failed after 0 restarts")
     failed = {c["type"]: c for c in final["conditions"]}["Failed"]
     assert failed["status"] == "True" and failed["reason"] == "StepFailed"

@@ -12,15 +12,15 @@
 
 {{- define "llmos.labels" -}}
 app.kubernetes.io/name: llmos-operator
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 app.kubernetes.io/part-of: llmos
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | quote }}
 {{- end -}}
 
 {{- define "llmos.selector" -}}
 app.kubernetes.io/name: llmos-operator
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end -}}
 
 {{/* The operator's permissions, shared by the ClusterRole and the per-namespace Roles. */}}
@@ -31,6 +31,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [llmos.dev]
   resources: [languagemodels/status, trainingjobs/status, modelendpoints/status]
   verbs: [get, patch, update]
+# Children name their owner with blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement
+# admission plugin allows only to who may update the owner's finalizers.
+- apiGroups: [llmos.dev]
+  resources: [languagemodels/finalizers, trainingjobs/finalizers, modelendpoints/finalizers]
+  verbs: [update]
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, patch, delete]
@@ -49,6 +54,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [pods, persistentvolumeclaims]
   verbs: [get, list, watch]
+# An endpoint's API-key Secret is checked to exist (its keys are mounted, never read).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 - apiGroups: [""]
   resources: [pods/log]
   verbs: [get]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import sys
 from pathlib import Path
@@ -55,8 +56,10 @@ def load_newest(root: Path) -> tuple[Path, dict[str, Any]] | None:
             meta = json.loads((directory / "meta.json").read_text())
             if sha256_of(directory / "state.pt") != meta["sha256"]:
                 raise ValueError("state.pt does not match the sha256 in meta.json")
-            state = torch.load(directory / "state.pt", map_location="cpu", weights_only=False)
+            state = torch.load(
+                directory / "state.pt", map_location="cpu", weights_only=True
+            )  # tensors only: no pickled code
             return directory, state
-        except (OSError, ValueError, KeyError, RuntimeError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
             print(f"warning: skipping checkpoint {directory}: {exc}", file=sys.stderr, flush=True)
     return None

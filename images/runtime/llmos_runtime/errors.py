@@ -7,9 +7,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import TypeVar
 
-T = TypeVar("T")
+from llmos_contract import EXIT_USAGE
+from llmos_contract.events import UsageErrorEvent, encode_event
 
-EXIT_USAGE = 2
+T = TypeVar("T")
 
 
 class UsageError(Exception):
@@ -24,6 +25,8 @@ def exits_cleanly_on_usage_error(main: Callable[[], T]) -> Callable[[], T]:
         try:
             return main()
         except UsageError as exc:
+            # The event tells the operator (from the log) that a restart cannot help.
+            print(encode_event(UsageErrorEvent(message=str(exc))), flush=True)
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(EXIT_USAGE) from None
 

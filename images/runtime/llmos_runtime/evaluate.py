@@ -1,12 +1,13 @@
-"""llmos-eval: validation loss, perplexity and bits per byte of a version, then its gate.
+"""llmos-eval: validation loss, perplexity and bits per byte of a version.
 
-    llmos-eval --version DIR --data DIR --gate "bitsPerByte <= 2.5" --metrics-file metrics.json
+    llmos-eval --version DIR --data DIR --metrics-file metrics.json --result-file result.json
 
 Bits per byte divides the validation loss (nats per token) by ln 2 and by the split's bytes
 per token, so it compares models whatever their tokenizer (uniform bytes score 8).
-Exit status: 0 when every gate holds, 3 when one does not, 2 on bad input. The verdict is
-also written to the termination log (`--termination-log`, default /dev/termination-log when
-it exists), which is how the operator reads it without mounting the volume.
+The runtime measures, the operator judges: no gate here. `--metrics-file` gets everything
+(metrics and samples); `--result-file` the EvaluationResult of the contract (metrics, step,
+tokens seen), small enough for a termination message (/dev/termination-log in a pod), which
+is how the operator reads it without mounting the volume. Exit status: 0; 2 on bad input.
 """
 
 from __future__ import annotations
@@ -15,50 +16,32 @@ import argparse
 import json
 import math
 import os
-import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from llmos_contract.events import EvaluationResult
 
 from llmos_runtime.errors import UsageError, exits_cleanly_on_usage_error
 from llmos_runtime.model import LlamaModel
 from llmos_runtime.prepare import MANIFEST
 from llmos_runtime.version import LINEAGE_FILE, load_model, load_tokenizer, read_lineage, write_json
 
-EXIT_GATE_FAILED = 3
-METRICS = ("bitsPerByte", "validationLoss", "perplexity")
-GATE_PATTERN = re.compile(r"^\s*(\w+)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
-KUBERNETES_TERMINATION_LOG = Path("/dev/termination-log")
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="llmos-eval", description=__doc__.split("\n")[0])
     p.add_argument("--version", type=Path, required=True, help="HF-format version directory")
     p.add_argument("--data", type=Path, required=True, help="directory written by llmos-prepare")
-    p.add_argument("--gate", action="append", default=[], help='e.g. "bitsPerByte <= 2.5"')
     p.add_argument("--max-batches", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--sequence-length", type=int, default=256)
     p.add_argument("--samples", type=int, default=2, help="texts to generate for people")
     p.add_argument("--sample-tokens", type=int, default=64)
     p.add_argument("--metrics-file", type=Path, help="default: VERSION/metrics.json")
-    p.add_argument("--termination-log", type=Path)
+    p.add_argument("--result-file", type=Path, help="the EvaluationResult (a pod: /dev/termination-log)")
     return p.parse_args(argv)
-
-
-def parse_gate(text: str) -> tuple[str, str, float]:
-    match = GATE_PATTERN.match(text)
-    if not match or match.group(1) not in METRICS:
-        raise UsageError(f'--gate {text!r}: expected "METRIC OP VALUE", METRIC one of {METRICS}')
-    return match.group(1), match.group(2), float(match.group(3))
-
-
-def gate_holds(actual: float, op: str, value: float) -> bool:
-    return {"<": actual < value, "<=": actual <= value, ">": actual > value, ">=": actual >= value}[op]
 
 
 @torch.inference_mode()
@@ -91,7 +74,6 @@ def sample(model: LlamaModel, prompt_ids: list[int], tokens: int, seed: int) -> 
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    gates = [parse_gate(g) for g in args.gate]
     manifest_path = args.data / MANIFEST
     if not manifest_path.is_file():
         raise UsageError(f"--data {args.data}: no {MANIFEST}; run llmos-prepare first")
@@ -107,26 +89,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "perplexity": round(math.exp(loss), 4),
         "bitsPerByte": round(loss / math.log(2) / bytes_per_token, 6),
     }
-    failed = [f"{m} {op} {v:g} (got {metrics[m]:g})" for m, op, v in gates if not gate_holds(metrics[m], op, v)]
     prompt = tokenizer.encode("\n").ids or [0]
     samples = [tokenizer.decode(sample(model, prompt, args.sample_tokens, seed=i)) for i in range(args.samples)]
-    return {
-        "metrics": metrics,
-        "passed": not failed,
-        "reason": "gate failed: " + "; ".join(failed) if failed else "all gates passed",
-        "gates": args.gate,
-        "samples": samples,
-    }
-
-
-def write_termination_log(path: Path | None, result: dict[str, Any], lineage: dict[str, Any]) -> None:
-    """The verdict and what the operator records with the version, in at most 4096 bytes."""
-    target = path or (KUBERNETES_TERMINATION_LOG if KUBERNETES_TERMINATION_LOG.exists() else None)
-    if target is None:
-        return
-    summary = {k: result[k] for k in ("metrics", "passed", "reason")}
-    summary |= {"step": lineage.get("step", 0), "tokens_seen": lineage.get("tokens_seen", 0)}
-    target.write_text(json.dumps(summary)[:4000])  # the kubelet keeps at most 4096 bytes
+    return {"metrics": metrics, "samples": samples}
 
 
 @exits_cleanly_on_usage_error
@@ -136,12 +101,13 @@ def main(argv: list[str] | None = None) -> None:
     result = evaluate(args)
     write_json(args.metrics_file or args.version / "metrics.json", result)
     lineage = read_lineage(args.version)
-    lineage["evaluation"] = {k: result[k] for k in ("metrics", "passed", "reason")}
+    lineage["metrics"] = result["metrics"]
     write_json(args.version / LINEAGE_FILE, lineage)
-    write_termination_log(args.termination_log, result, lineage)
+    measured = EvaluationResult(metrics=result["metrics"], step=lineage["step"], tokens_seen=lineage["tokens_seen"])
+    if args.result_file is not None:
+        args.result_file.parent.mkdir(parents=True, exist_ok=True)
+        args.result_file.write_text(measured.encode())
     print(json.dumps({"event": "evaluated", **result}), flush=True)
-    if not result["passed"]:
-        sys.exit(EXIT_GATE_FAILED)
 
 
 if __name__ == "__main__":

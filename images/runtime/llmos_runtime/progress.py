@@ -7,12 +7,13 @@ Environment (set by the operator or local mode):
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any
+
+from llmos_contract.events import encode_event
+from pydantic import BaseModel
 
 
 def humanize_seconds(seconds: float) -> str:
@@ -24,8 +25,8 @@ def humanize_seconds(seconds: float) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def report(event: dict[str, Any]) -> None:
-    line = json.dumps(event)
+def report(event: BaseModel) -> None:
+    line = encode_event(event)
     print(line, flush=True)
     path = os.environ.get("LLMOS_PROGRESS_FILE")
     if path:

@@ -29,6 +29,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from llmos_contract.config import (
+    CHECKPOINT_PREFIX,
+    Architecture,
+    Checkpointing,
+    Hyperparameters,
+    add_arguments,
+    from_arguments,
+)
+from llmos_contract.events import CheckpointEvent, ExportedEvent, ProgressEvent, ResumedEvent
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 
@@ -48,38 +57,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     io.add_argument("--version-dir", type=Path, required=True, help="where the version goes")
     io.add_argument("--job-name", default="local", help="recorded in the version's lineage")
     io.add_argument("--init-from", type=Path, help="fine-tune this HF-format Llama checkpoint")
-    arch = p.add_argument_group("architecture (ignored with --init-from)")
-    arch.add_argument("--hidden-size", type=int, default=256)
-    arch.add_argument("--num-layers", type=int, default=4)
-    arch.add_argument("--num-heads", type=int, default=4)
-    arch.add_argument("--num-kv-heads", type=int)
-    arch.add_argument("--intermediate-size", type=int)
-    arch.add_argument("--context-length", type=int, default=512)
-    arch.add_argument("--rope-theta", type=float, default=10000.0)
-    arch.add_argument("--rms-norm-eps", type=float, default=1e-5)
-    arch.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, default=True)
-    hp = p.add_argument_group("hyperparameters")
-    hp.add_argument("--steps", type=int, required=True)
-    hp.add_argument("--batch-size", type=int, default=32, help="global sequences per step")
-    hp.add_argument("--gradient-accumulation", type=int, default=1)
-    hp.add_argument("--sequence-length", type=int, default=256)
-    hp.add_argument("--learning-rate", type=float, default=1e-3)
-    hp.add_argument("--min-learning-rate", type=float, default=1e-4)
-    hp.add_argument("--warmup-steps", type=int, default=20)
-    hp.add_argument("--weight-decay", type=float, default=0.1)
-    hp.add_argument("--grad-clip", type=float, default=1.0)
-    hp.add_argument("--seed", type=int, default=1337)
-    hp.add_argument("--log-every-steps", type=int, default=10)
-    ck = p.add_argument_group("checkpoints")
-    ck.add_argument("--checkpoint-every-steps", type=int, default=100)
-    ck.add_argument("--checkpoint-keep", type=int, default=2)
+    # Declared once in llmos_contract.config (the TrainingJob and LanguageModel CRDs embed
+    # the same types): flags, bounds, defaults and help come from there.
+    add_arguments(p, Hyperparameters)
+    add_arguments(p, Checkpointing, CHECKPOINT_PREFIX)
+    add_arguments(p, Architecture)  # ignored with --init-from
     rt = p.add_argument_group("runtime")
     rt.add_argument("--nodes", type=int, default=1, help="must match the launcher's nnodes")
     rt.add_argument("--procs-per-node", type=int, default=1, help="must match nproc-per-node")
     rt.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     rt.add_argument("--threads", type=int, help="torch threads per process")
     rt.add_argument("--compile", action="store_true", help="torch.compile the model")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        hyperparameters = from_arguments(Hyperparameters, args)
+        checkpointing = from_arguments(Checkpointing, args, CHECKPOINT_PREFIX)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    vars(args).update(hyperparameters.model_dump())
+    args.checkpoint_every_steps, args.checkpoint_keep = checkpointing.every_steps, checkpointing.keep
+    return args
 
 
 @dataclass
@@ -105,20 +102,8 @@ def distributed_env(args: argparse.Namespace) -> Dist:
 
 
 def validate(args: argparse.Namespace, world: int, manifest: dict[str, Any]) -> int:
-    """Check the numbers against each other; returns the micro-batch size per rank."""
-    for flag in (
-        "steps",
-        "batch_size",
-        "gradient_accumulation",
-        "sequence_length",
-        "checkpoint_every_steps",
-        "checkpoint_keep",
-        "log_every_steps",
-    ):
-        if getattr(args, flag) < 1:
-            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1")
-    if args.warmup_steps >= args.steps:
-        raise UsageError(f"--warmup-steps {args.warmup_steps} must be smaller than --steps")
+    """Check the numbers against the world and the data (the flags' own bounds were checked
+    by their types); returns the micro-batch size per rank."""
     per_step = world * args.gradient_accumulation
     if args.batch_size % per_step:
         raise UsageError(
@@ -144,21 +129,10 @@ def build_model(args: argparse.Namespace, vocab_size: int) -> LlamaModel:
         model = load_model(args.init_from)
     else:
         try:
-            config = ModelConfig(
-                vocab_size=vocab_size,
-                hidden_size=args.hidden_size,
-                num_layers=args.num_layers,
-                num_heads=args.num_heads,
-                num_kv_heads=args.num_kv_heads,
-                intermediate_size=args.intermediate_size,
-                context_length=args.context_length,
-                rope_theta=args.rope_theta,
-                rms_norm_eps=args.rms_norm_eps,
-                tie_embeddings=args.tie_embeddings,
-            )
+            arch = from_arguments(Architecture, args)
         except ValueError as exc:
-            flag = "--num-kv-heads" if "kv" in str(exc) else "--num-heads"
-            raise UsageError(f"{flag}: {exc}") from exc
+            raise UsageError(f"{exc} (or give --init-from)") from exc
+        config = ModelConfig(vocab_size=vocab_size, **arch.model_dump())
         model = LlamaModel(config)
         model.init_weights(args.seed)
     if args.sequence_length > model.config.context_length:
@@ -243,7 +217,7 @@ def run(args: argparse.Namespace, env: Dist, manifest: dict[str, Any], micro: in
         step, tokens_seen = state["step"], state["tokens_seen"]
         torch.set_rng_state(state["rng"])
         if env.is_main:
-            report({"event": "resumed", "step": step, "checkpoint": str(path)})
+            report(ResumedEvent(step=step, checkpoint=str(path)))
     ddp: torch.nn.Module = model
     if env.world_size > 1:
         ddp = DistributedDataParallel(model, device_ids=[device.index] if device.index else None)
@@ -284,17 +258,16 @@ def run(args: argparse.Namespace, env: Dist, manifest: dict[str, Any], micro: in
             window_start, window_step = now, step
             if env.is_main:
                 report(
-                    {
-                        "event": "progress",
-                        "step": step,
-                        "total_steps": args.steps,
-                        "loss": round(mean_loss.item(), 5),
-                        "lr": learning_rate(args, step - 1),
-                        "tokens_per_second": round(rate, 1),
-                        "tokens_seen": tokens_seen,
-                        "eta_seconds": round(per_step * (args.steps - step), 1),
-                        "eta": humanize_seconds(per_step * (args.steps - step)),
-                    }
+                    ProgressEvent(
+                        step=step,
+                        total_steps=args.steps,
+                        loss=round(mean_loss.item(), 5),
+                        lr=learning_rate(args, step - 1),
+                        tokens_per_second=round(rate, 1),
+                        tokens_seen=tokens_seen,
+                        eta_seconds=round(per_step * (args.steps - step), 1),
+                        eta=humanize_seconds(per_step * (args.steps - step)),
+                    )
                 )
         if env.is_main and (step % args.checkpoint_every_steps == 0 or step == args.steps):
             state = {
@@ -305,7 +278,7 @@ def run(args: argparse.Namespace, env: Dist, manifest: dict[str, Any], micro: in
                 "rng": torch.get_rng_state(),
             }
             saved = checkpoint.save(args.checkpoint_dir, step, state, args.checkpoint_keep)
-            report({"event": "checkpoint", "step": step, "path": str(saved)})
+            report(CheckpointEvent(step=step, path=str(saved)))
     if env.is_main:
         export(args, model, manifest, step, tokens_seen)
 
@@ -339,7 +312,7 @@ def export(args: argparse.Namespace, model: LlamaModel, manifest: dict[str, Any]
     args.version_dir.parent.mkdir(parents=True, exist_ok=True)
     save_version(args.version_dir, model.cpu().float(), args.data / "tokenizer.json", lineage)
     write_json(args.checkpoint_dir / "exported.json", {"version_dir": str(args.version_dir)})
-    report({"event": "exported", "step": step, "version_dir": str(args.version_dir)})
+    report(ExportedEvent(step=step, version_dir=str(args.version_dir)))
 
 
 @record

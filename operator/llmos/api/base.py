@@ -9,51 +9,29 @@ runs their Python twin, so both paths reject the same specs with the same messag
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from llmos_contract.model import ApiModel, Rule
+from pydantic import ConfigDict, Field
 
 GROUP = "llmos.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-
-@dataclass(frozen=True)
-class Rule:
-    """A cross-field rule: `cel` for the API server, `check` for `llmos validate`."""
-
-    cel: str
-    message: str
-    check: Callable[[Any], bool]
-    field_path: str | None = None
+__all__ = ["API_VERSION", "GROUP", "VERSION", "ApiModel", "Condition", "ObjectMeta", "Rule", "no_s3"]
 
 
-class ApiModel(BaseModel):
-    """Base of every API object: camelCase on the wire, unknown fields rejected."""
+S3_NOT_YET = "s3:// is not supported yet; use pvc:// (on a cluster) or file:// (local mode)"
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        use_attribute_docstrings=True,
-        validate_assignment=True,
+
+def no_s3(field: str, optional: bool = False) -> Rule:
+    """s3:// matches the URI patterns (it is coming) but nothing reads it yet: reject it."""
+    cel = f"!self.{field}.startsWith('s3://')"
+    return Rule(
+        cel=f"!has(self.{field}) || {cel}" if optional else cel,
+        message=S3_NOT_YET,
+        check=lambda m: not str(getattr(m, field) or "").startswith("s3://"),
     )
-
-    rules: ClassVar[tuple[Rule, ...]] = ()
-
-    @model_validator(mode="after")
-    def _check_rules(self) -> ApiModel:
-        for rule in self.rules:
-            if not rule.check(self):
-                raise ValueError(rule.message)
-        return self
-
-    def wire(self) -> dict[str, Any]:
-        """The object as it is written to the API server or a state file (camelCase)."""
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 class Condition(ApiModel):

@@ -4,51 +4,18 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from llmos_contract.config import Architecture
 from pydantic import Field
 
-from llmos.api.base import ApiModel, Condition, ObjectMeta, Rule
+from llmos.api.base import ApiModel, Condition, ObjectMeta, Rule, no_s3
 
 STORAGE_URI_PATTERN = r"^(pvc|s3|file)://[^\s]+$"
 
 
-class Architecture(ApiModel):
-    """A Llama-style decoder to train from scratch (Hugging Face LlamaConfig fields)."""
-
-    rules: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            cel="self.hiddenSize % self.numHeads == 0",
-            message="hiddenSize must be a multiple of numHeads",
-            check=lambda a: a.hidden_size % a.num_heads == 0,
-        ),
-        Rule(
-            cel="!has(self.numKvHeads) || self.numHeads % self.numKvHeads == 0",
-            message="numHeads must be a multiple of numKvHeads",
-            check=lambda a: a.num_kv_heads is None or a.num_heads % a.num_kv_heads == 0,
-        ),
-    )
-
-    hidden_size: int = Field(ge=16, le=16384)
-    """Width of the residual stream."""
-    num_layers: int = Field(ge=1, le=256)
-    """Number of decoder blocks."""
-    num_heads: int = Field(ge=1, le=256)
-    """Attention heads; must divide hiddenSize."""
-    num_kv_heads: int | None = Field(default=None, ge=1, le=256)
-    """Key/value heads for grouped-query attention (default: numHeads); must divide numHeads."""
-    intermediate_size: int | None = Field(default=None, ge=16, le=65536)
-    """SwiGLU hidden width (default: about 8/3 of hiddenSize, rounded up to a multiple of 64)."""
-    context_length: int = Field(default=512, ge=8, le=131072)
-    """Longest sequence the model handles (maxPositionEmbeddings)."""
-    rope_theta: float = Field(default=10000.0, gt=0)
-    """Base of the rotary position embedding."""
-    tie_embeddings: bool = True
-    """Share the input embedding and the output projection."""
-    rms_norm_eps: float = Field(default=1e-5, gt=0, le=0.1)
-    """Epsilon of RMSNorm."""
-
-
 class BaseCheckpoint(ApiModel):
     """A pretrained Hugging-Face-format Llama-family checkpoint to fine-tune or serve."""
+
+    rules: ClassVar[tuple[Rule, ...]] = (no_s3("uri"),)
 
     uri: str = Field(pattern=STORAGE_URI_PATTERN, max_length=1024)
     """Where the checkpoint directory is (pvc://claim/path, s3://bucket/path, file:///path)."""
@@ -56,6 +23,8 @@ class BaseCheckpoint(ApiModel):
 
 class Tokenizer(ApiModel):
     """How text becomes tokens."""
+
+    rules: ClassVar[tuple[Rule, ...]] = (no_s3("uri", optional=True),)
 
     vocab_size: int = Field(default=4096, ge=260, le=262144)
     """Vocabulary size of the byte-level BPE trained on the dataset (256 bytes + merges + specials)."""
@@ -65,6 +34,8 @@ class Tokenizer(ApiModel):
 
 class Storage(ApiModel):
     """Where versions and checkpoints are written."""
+
+    rules: ClassVar[tuple[Rule, ...]] = (no_s3("uri"),)
 
     uri: str = Field(pattern=STORAGE_URI_PATTERN, max_length=1024)
     """pvc://claim/prefix (mounted by every pod of the chain), s3://bucket/prefix, or file:///path in local mode."""
@@ -136,8 +107,13 @@ class LanguageModelStatus(ApiModel):
     """The newest version."""
     latest_passing_version: str | None = None
     """The newest version whose evaluation passed its gate."""
+    allocated_versions: int = 0
+    """Version names handed out so far (v1 … vN): a job takes the next one when it starts, so
+    its files are named by version, and a name is never given twice (pruned ones included)."""
+    last_allocated_to: str | None = None
+    """The TrainingJob that took the newest name (it gets the same name if it asks again)."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Ready and friends."""
+    """Ready (storage ready and a passing version to serve), StorageReady, HasPassingVersion."""
     observed_generation: int | None = None
     """The spec generation this status describes."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from llmos_contract.config import Limits
 from pydantic import Field
 
 from llmos.api.base import ApiModel, Condition, ObjectMeta, Rule
@@ -51,6 +52,14 @@ class Autoscaling(ApiModel):
 class EndpointResources(ApiModel):
     """Compute per server pod."""
 
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.gpus) || self.gpus == 0",
+            message="GPUs for endpoints are not supported yet; leave resources.gpus at 0",
+            check=lambda r: r.gpus == 0,
+        ),
+    )
+
     cpu: str | None = Field(default=None, pattern=QUANTITY_PATTERN)
     """CPU request and limit, e.g. "2"."""
     memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN)
@@ -75,19 +84,16 @@ class Auth(ApiModel):
     """The Secret holding the accepted API keys (mounted, never copied)."""
 
 
-class Limits(ApiModel):
-    """Admission limits per replica."""
-
-    max_concurrent_requests: int = Field(default=16, ge=1, le=4096)
-    """Requests decoded together in one batch."""
-    max_queue: int = Field(default=64, ge=0, le=100000)
-    """Requests waiting for a batch slot; beyond this the server answers 429."""
-    max_tokens: int = Field(default=512, ge=1, le=131072)
-    """Largest max_tokens a request may ask for."""
-
-
 class ModelEndpointSpec(ApiModel):
     """The desired endpoint."""
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.runtime) || self.runtime != 'vllm'",
+            message="runtime vllm is not supported yet; use builtin",
+            check=lambda s: s.runtime != "vllm",
+        ),
+    )
 
     model_ref: ModelSelector
     """The model and version to serve."""

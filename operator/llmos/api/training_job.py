@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from llmos_contract.config import Checkpointing, Hyperparameters
+from llmos_contract.events import ProgressEvent
 from pydantic import Field
 
-from llmos.api.base import ApiModel, Condition, LocalObjectReference, ObjectMeta, Rule
+from llmos.api.base import ApiModel, Condition, LocalObjectReference, ObjectMeta, Rule, no_s3
 from llmos.api.language_model import Evaluation
 
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
@@ -25,6 +27,7 @@ class Dataset(ApiModel):
             message="sha256 is required for an https:// dataset",
             check=lambda d: not d.uri.startswith("https://") or d.sha256 is not None,
         ),
+        no_s3("uri"),
     )
 
     uri: str = Field(pattern=r"^(https|pvc|s3|file)://[^\s]+$", max_length=2048)
@@ -33,46 +36,6 @@ class Dataset(ApiModel):
     """Expected SHA-256 of the file (required for https://)."""
     validation_fraction: float = Field(default=0.05, gt=0, le=0.5)
     """Share of the corpus (its tail) held out for evaluation."""
-
-
-class Hyperparameters(ApiModel):
-    """Optimisation settings. batchSize is global: it is split over ranks and accumulation steps."""
-
-    rules: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            cel="self.warmupSteps < self.steps",
-            message="warmupSteps must be smaller than steps",
-            check=lambda h: h.warmup_steps < h.steps,
-        ),
-        Rule(
-            cel="self.minLearningRate <= self.learningRate",
-            message="minLearningRate must not exceed learningRate",
-            check=lambda h: h.min_learning_rate <= h.learning_rate,
-        ),
-    )
-
-    steps: int = Field(ge=1, le=10_000_000)
-    """Optimizer steps to take."""
-    batch_size: int = Field(default=32, ge=1, le=65536)
-    """Sequences per optimizer step, over all ranks (must divide by ranks × gradientAccumulation)."""
-    gradient_accumulation: int = Field(default=1, ge=1, le=1024)
-    """Micro-batches accumulated per optimizer step on each rank."""
-    sequence_length: int = Field(default=256, ge=8, le=131072)
-    """Tokens per training sequence (at most the model's contextLength)."""
-    learning_rate: float = Field(default=1e-3, gt=0, le=1)
-    """Peak AdamW learning rate."""
-    min_learning_rate: float = Field(default=1e-4, ge=0, le=1)
-    """Learning rate at the end of the cosine decay."""
-    warmup_steps: int = Field(default=20, ge=0)
-    """Linear warm-up steps."""
-    weight_decay: float = Field(default=0.1, ge=0, le=1)
-    """AdamW weight decay (not applied to norms)."""
-    grad_clip: float = Field(default=1.0, ge=0)
-    """Global gradient-norm clip (0 turns it off)."""
-    seed: int = Field(default=1337, ge=0)
-    """Seed of initialisation and data order; the same seed gives the same run."""
-    log_every_steps: int = Field(default=10, ge=1)
-    """Steps between progress lines."""
 
 
 class Resources(ApiModel):
@@ -103,15 +66,6 @@ class Toleration(ApiModel):
     """Taint effect."""
     toleration_seconds: int | None = None
     """For NoExecute: how long the pod stays bound."""
-
-
-class Checkpointing(ApiModel):
-    """When resume checkpoints are written and how many are kept."""
-
-    every_steps: int = Field(default=100, ge=1)
-    """Steps between checkpoints."""
-    keep: int = Field(default=2, ge=1, le=100)
-    """Newest checkpoints kept; older ones are deleted."""
 
 
 class Gate(ApiModel):
@@ -148,8 +102,22 @@ class EvaluationSpec(ApiModel):
     """Every gate must hold for the version to pass; no gate means it passes."""
 
 
+def _ranks(spec: TrainingJobSpec) -> int:
+    return spec.resources.nodes * spec.resources.procs_per_node * spec.hyperparameters.gradient_accumulation
+
+
 class TrainingJobSpec(ApiModel):
     """What to train. Immutable: make a new TrainingJob to train again."""
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.hyperparameters.batchSize % ((has(self.resources) ? "
+            "self.resources.nodes * self.resources.procsPerNode : 1) * self.hyperparameters.gradientAccumulation) == 0",
+            message="hyperparameters.batchSize must be a multiple of resources.nodes × resources.procsPerNode "
+            "× hyperparameters.gradientAccumulation (it is split over the ranks and accumulation steps)",
+            check=lambda s: s.hyperparameters.batch_size % _ranks(s) == 0,
+        ),
+    )
 
     model_ref: LocalObjectReference
     """The LanguageModel to train."""
@@ -185,6 +153,17 @@ class Progress(ApiModel):
     eta: str | None = None
     """Estimated time left, e.g. 4m10s."""
 
+    @classmethod
+    def from_event(cls, event: ProgressEvent) -> Progress:
+        """Rank 0's progress event as the status shows it."""
+        return cls(
+            step=event.step,
+            total_steps=event.total_steps,
+            loss=event.loss,
+            tokens_per_second=event.tokens_per_second,
+            eta=event.eta,
+        )
+
 
 class TrainingJobStatus(ApiModel):
     """What happened."""
@@ -202,11 +181,11 @@ class TrainingJobStatus(ApiModel):
     latest_checkpoint: str | None = None
     """The newest complete checkpoint."""
     produced_version: str | None = None
-    """The LanguageModel version this job made."""
+    """The LanguageModel version this job makes (its name is taken when the job starts)."""
     evaluation: Evaluation | None = None
     """The evaluation and gate verdict."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Succeeded, Failed and friends."""
+    """Ready (true once Succeeded), Succeeded, Failed, GatePassed, ModelAvailable."""
     observed_generation: int | None = None
     """The spec generation this status describes."""
     start_time: str | None = None

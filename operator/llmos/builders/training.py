@@ -6,6 +6,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from llmos_contract import TERMINATION_LOG
+
 from llmos.api.language_model import LanguageModel
 from llmos.api.training_job import TrainingJob
 from llmos.builders.common import (
@@ -80,6 +82,7 @@ def _pod_spec(job: TrainingJob, model: LanguageModel, images: Images, command: l
         "containers": [container],
         "volumes": volumes,
         "enableServiceLinks": False,
+        "automountServiceAccountToken": False,  # the chain's pods never call the API
     }
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)
@@ -147,5 +150,5 @@ def build_train_job(job: TrainingJob, model: LanguageModel, owner: Owner, images
 
 
 def build_eval_job(job: TrainingJob, model: LanguageModel, owner: Owner, images: Images) -> Manifest:
-    command = [*eval_command(job, paths_in_pod(job, model)), "--termination-log", "/dev/termination-log"]
+    command = eval_command(job, paths_in_pod(job, model), TERMINATION_LOG)  # the operator reads the result there
     return _job(eval_job_name(job), job, owner, "evaluate", _pod_spec(job, model, images, command, 0))

@@ -1,19 +1,19 @@
-"""Running a runtime command locally: its output goes to the object's log, JSON lines to a
-callback, and Ctrl-C reaches it before we give up on it."""
+"""Local processes of runtime commands: output appended to the object's log, the runtime's
+JSON events handed to a callback, the exit announced, and stopping by process group."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-Event = dict[str, Any]
+from llmos_contract.events import AnyEvent, decode_event
 
 
 def runtime_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -31,54 +31,71 @@ def resolve(cmd: list[str], env: dict[str, str]) -> list[str]:
     return [found, *cmd[1:]]
 
 
-def run_logged(cmd: list[str], log: Path, on_event: Callable[[Event], None], env: dict[str, str] | None = None) -> int:
-    """Run to completion; returns the exit status. Ctrl-C stops the child, then re-raises."""
-    env = env or runtime_env()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as out:
-        out.write(f"$ {' '.join(cmd)}\n")
-        out.flush()
-        proc = subprocess.Popen(
-            resolve(cmd, env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                out.write(line)
-                out.flush()
-                if line.startswith("{"):
-                    try:
-                        event = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    if isinstance(event, dict):
-                        on_event(event)
-            return proc.wait()
-        except BaseException:
-            stop(proc)
-            raise
-
-
-def stop(proc: subprocess.Popen[Any], grace: float = 20.0) -> None:
-    """SIGTERM the child's process group (torchrun and its workers), then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
-
-
 def tail(log: Path, lines: int = 15) -> str:
     if not log.is_file():
         return ""
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+class LocalProcess:
+    """One command in its own process group (torchrun and its workers stop together)."""
+
+    def __init__(
+        self,
+        cmd: list[str],
+        log: Path,
+        on_event: Callable[[AnyEvent], None],
+        on_exit: Callable[[], None],
+    ) -> None:
+        env = runtime_env()
+        self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as out:
+            out.write(f"$ {' '.join(cmd)}\n")
+        self.proc = subprocess.Popen(
+            resolve(cmd, env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        self._on_event, self._on_exit = on_event, on_exit
+        self.finished = threading.Event()
+        threading.Thread(target=self._pump, name=f"llmos-{log.stem}", daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        with self.log.open("a") as out:
+            for line in self.proc.stdout:
+                out.write(line)
+                out.flush()
+                event = decode_event(line)
+                if event is not None:
+                    self._on_event(event)
+        self.proc.wait()
+        self.finished.set()
+        self._on_exit()
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.proc.returncode if self.finished.is_set() else None
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM the group, then SIGKILL after `grace` seconds (without waiting for it)."""
+        if self.finished.is_set():
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        threading.Thread(target=self._kill_after, args=(grace,), daemon=True).start()
+
+    def _kill_after(self, grace: float) -> None:
+        if not self.finished.wait(grace):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float) -> bool:
+        return self.finished.wait(timeout)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 from llmos import conditions as c
 from llmos.api.base import set_condition
 from llmos.api.language_model import LanguageModel, LanguageModelStatus
-from llmos.kube import Kube
-from llmos.lifecycle import prune_versions
-from llmos.reconcile.training import now
-from llmos.storage import UnsupportedStorage, claim_of, resolve
+from llmos.lifecycle import now, prune_versions, ready
+from llmos.reconcile.seams import Executor
 
 
 def storage_uris(model: LanguageModel) -> list[str]:
@@ -23,35 +19,25 @@ def storage_uris(model: LanguageModel) -> list[str]:
     return uris
 
 
-def storage_problem(kube: Kube, model: LanguageModel) -> tuple[str, str] | None:
-    """(reason, message) of the first URI a pod could not use, else None."""
-    namespace = model.metadata.namespace or "default"
-    for uri in storage_uris(model):
-        try:
-            resolve(uri, PurePosixPath("/"), allow_files=False)
-        except UnsupportedStorage as exc:
-            return c.REASON_UNSUPPORTED_STORAGE, str(exc)
-        claim = claim_of(uri)
-        if claim is None:
-            continue
-        body = kube.get("v1", "PersistentVolumeClaim", namespace, claim)
-        if body is None:
-            return c.REASON_CLAIM_MISSING, f"{uri}: PersistentVolumeClaim {claim!r} does not exist in {namespace}"
-        if body.get("status", {}).get("phase") == "Lost":
-            return c.REASON_CLAIM_MISSING, f"{uri}: PersistentVolumeClaim {claim!r} lost its volume"
-    return None
-
-
-def reconcile_model(kube: Kube, model: LanguageModel) -> LanguageModelStatus:
+def reconcile_model(model: LanguageModel, executor: Executor) -> LanguageModelStatus:
     working = model.model_copy(deep=True)
     status = working.status
     status.observed_generation = model.metadata.generation
-    problem = storage_problem(kube, model)
+    uris = storage_uris(model)
+    problem = executor.storage_problem(model.metadata.namespace or "default", uris)
     if problem is None:
-        claims = ", ".join(sorted({claim for uri in storage_uris(model) if (claim := claim_of(uri))}))
-        reason, message = c.REASON_CLAIM_FOUND, f"claims present: {claims}"
+        reason, message = c.REASON_CLAIM_FOUND, f"usable: {', '.join(uris)}"
     else:
-        reason, message = problem
+        reason, message = problem.reason, problem.message
     status.conditions = set_condition(status.conditions, c.STORAGE_READY, problem is None, reason, message, now())
     prune_versions(working)  # keepVersions may have been lowered
+    if problem is not None:
+        status.conditions = ready(status.conditions, False, c.REASON_STORAGE_NOT_READY, message)
+    elif status.latest_passing_version is None:
+        status.conditions = ready(
+            status.conditions, False, c.REASON_NO_PASSING_VERSION, "no version has passed its gate yet"
+        )
+    else:
+        name = status.latest_passing_version
+        status.conditions = ready(status.conditions, True, c.REASON_ALL_GATES_PASSED, f"{name} can be served")
     return status

@@ -7,9 +7,9 @@ GET  /healthz (alive)       GET  /readyz (loaded, not draining)     GET /metrics
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from types import SimpleNamespace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
-from llmos_runtime.serve.engine import Engine, serving_dtype
+from llmos_runtime.serve.engine import Engine, Sequence, serving_dtype
 from llmos_runtime.serve.errors import ERROR_RESPONSES, STREAMING_RESPONSES, ApiError
 from llmos_runtime.serve.metrics import Metrics
 from llmos_runtime.serve.middleware import Gatekeeper
@@ -43,35 +43,47 @@ from llmos_runtime.serve.text import ChatTemplate
 from llmos_runtime.version import load_model, load_tokenizer
 
 
-def build_server(settings: ServeSettings, metrics: Metrics) -> tuple[Server, ChatTemplate]:
+@dataclass
+class AppState:
+    """What the routes, the gatekeeper and the drain share (app.state.llmos)."""
+
+    server: Server | None = None
+    template: ChatTemplate | None = None
+    ready: bool = False
+    draining: bool = False
+    in_flight: int = 0
+
+
+def build_engine(settings: ServeSettings, on_finish: Callable[[Sequence, str], None] | None = None) -> Engine:
+    """The model from disk in an engine sized by the settings, kernels warmed up."""
     torch.set_num_threads(settings.threads)
     model = load_model(settings.model, serving_dtype(settings.dtype))
     engine = Engine(
-        model,
-        max_running=settings.max_running,
-        max_waiting=settings.max_waiting,
-        on_finish=metrics.sequence_finished,
+        model, max_running=settings.max_concurrent_requests, max_waiting=settings.max_queue, on_finish=on_finish
     )
     with torch.inference_mode():  # warm up the kernels before reporting ready
         model(torch.zeros((1, 8), dtype=torch.long))
-    server = Server(engine, load_tokenizer(settings.model), settings.name, settings.max_tokens)
-    server.keepalive = settings.keepalive_seconds
-    metrics.watch(engine)
-    return server, ChatTemplate(settings.model)
+    return engine
 
 
-def create_app(settings: ServeSettings) -> FastAPI:
+def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI:
+    """The application; with `engine`, that one is served (tests need no subprocess and no
+    second load), else the settings' model is loaded at start-up."""
     metrics = Metrics()
-    state = SimpleNamespace(draining=False, ready=False, server=None, template=None, in_flight=0)
+    state = AppState()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.server, state.template = build_server(settings, metrics)
-        state.server.engine.start()
+        running = engine or build_engine(settings, metrics.sequence_finished)
+        server = Server(running, load_tokenizer(settings.model), settings.name, settings.max_tokens)
+        server.keepalive = settings.keepalive_seconds
+        metrics.watch(running)
+        state.server, state.template = server, ChatTemplate(settings.model)
+        running.start()
         state.ready = True
         yield
         state.ready = False
-        state.server.engine.stop()
+        running.stop()
 
     app = FastAPI(title="LLM OS inference server", version="0.1.0", lifespan=lifespan)
     app.state.llmos = state
@@ -136,6 +148,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             raise ApiError(400, "logprobs and tools are not supported", "logprobs" if req.logprobs else "tools")
         if req.response_format and req.response_format.get("type") != "text":
             raise ApiError(400, "only response_format {type: text} is supported", "response_format")
+        assert state.template is not None
         text = state.template.render([m.model_dump() for m in req.messages])
         prepared = s.prepare(req, s.tokenizer.encode(text).ids, req.max_completion_tokens or req.max_tokens)
         return await respond(s, prepared, req.stream, req.stream_options, chat=True)

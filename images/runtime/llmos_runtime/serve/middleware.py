@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmos_runtime.serve.errors import ApiError
 from llmos_runtime.serve.metrics import Metrics
+
+if TYPE_CHECKING:
+    from llmos_runtime.serve.app import AppState
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 KNOWN_ROUTES = frozenset({"/v1/models", "/v1/completions", "/v1/chat/completions", "/openapi.json", *PUBLIC_PATHS})
@@ -27,7 +30,7 @@ def key_matches(presented: str, accepted: list[str]) -> bool:
 
 
 class Gatekeeper:
-    def __init__(self, app: ASGIApp, keys: list[str], max_body_bytes: int, metrics: Metrics, state: Any) -> None:
+    def __init__(self, app: ASGIApp, keys: list[str], max_body_bytes: int, metrics: Metrics, state: AppState) -> None:
         self.app, self.keys, self.max_body = app, keys, max_body_bytes
         self.metrics, self.state = metrics, state
 

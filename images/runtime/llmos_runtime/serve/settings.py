@@ -6,12 +6,23 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from llmos_contract.config import Limits
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ServeSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LLMOS_SERVE_", extra="ignore")
+class ServeSettings(BaseSettings, Limits):
+    """The server's settings; the admission limits are the ModelEndpoint's `limits` type, so
+    `maxConcurrentRequests` there is `--max-concurrent-requests` here."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LLMOS_SERVE_",
+        extra="ignore",
+        alias_generator=None,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        validate_assignment=True,
+    )
 
     model: Path
     """The Hugging-Face-format model directory."""
@@ -25,12 +36,6 @@ class ServeSettings(BaseSettings):
     """File of accepted API keys, one per line (the operator mounts a Secret here)."""
     api_keys: str | None = None
     """Accepted API keys, comma-separated (prefer the file: environments leak)."""
-    max_running: int = Field(default=16, ge=1)
-    """Sequences decoded together."""
-    max_waiting: int = Field(default=64, ge=0)
-    """Sequences queued beyond the batch; more get 429."""
-    max_tokens: int = Field(default=512, ge=1)
-    """Largest max_tokens a request may ask for."""
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     """Largest request body; larger ones get 413."""
     drain_timeout: float = Field(default=30.0, ge=0)
