@@ -4,13 +4,17 @@ index, the object cache and the version history policy."""
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Mapping
+from pathlib import Path
 
+import httpx
 import pytest
 from llmos.api.language_model import Evaluation, LanguageModel, ModelVersion
 from llmos.controller.index import Key, ModelUsers
 from llmos.controller.queue import WorkQueue
 from llmos.controller.settings import OperatorSettings, settings_error
-from llmos.kube import ObjectCache
+from llmos.kube import ObjectCache, client_from_environment
 from llmos.lifecycle import allocate_version, record_version
 from pydantic import ValidationError
 
@@ -170,3 +174,51 @@ def test_keep_versions_1_never_drops_the_version_just_recorded() -> None:
     assert add_version(lm, True) == "v4" and [v.name for v in lm.status.versions] == ["v4"]
     assert allocate_version(lm, "job-x") == ("v5", True)  # a name handed out is never handed out again
     assert allocate_version(lm, "job-x") == ("v5", False)  # asked again (after a crash): the same name
+
+
+def kubeconfig(tmp_path: Path, user: Mapping[str, object]) -> str:
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": "https://127.0.0.1:6443", "insecure-skip-tls-verify": True}}
+                ],
+                "users": [{"name": "u", "user": user}],
+                "contexts": [{"name": "test", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "test",
+            }
+        )
+    )
+    return str(path)
+
+
+def authorization(client: httpx.Client) -> str | None:
+    request = client.build_request("GET", "/api")
+    assert client.auth is not None
+    flow = client.auth.auth_flow(request)
+    return next(flow).headers.get("authorization")
+
+
+def test_kubeconfig_tokens_and_exec_credential_plugins_authenticate(tmp_path: Path) -> None:
+    """The `kubernetes` package reads the kubeconfig: static tokens and exec plugins (run for
+    real here) both reach the Authorization header of the wrapper's requests."""
+    assert (
+        authorization(client_from_environment(kubeconfig(tmp_path, {"token": "static-token"}))) == "Bearer static-token"
+    )
+    credential = {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {"token": "from-the-plugin"},
+    }
+    plugin = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": "sh",
+            "args": ["-c", f"echo '{json.dumps(credential)}'"],
+            "interactiveMode": "Never",
+        }
+    }
+    assert authorization(client_from_environment(kubeconfig(tmp_path, plugin))) == "Bearer from-the-plugin"

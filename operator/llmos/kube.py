@@ -50,12 +50,10 @@ class KubernetesAuth(httpx.Auth):
         self.configuration = configuration
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        hook = self.configuration.refresh_api_key_hook
-        if hook is not None:
-            hook(self.configuration)
-        token = self.configuration.get_api_key_with_prefix("authorization")
-        if token:
-            request.headers["Authorization"] = token
+        # auth_settings() runs the refresh hook and knows where the client keeps the token.
+        for setting in self.configuration.auth_settings().values():
+            if setting["in"] == "header" and setting["value"]:
+                request.headers[setting["key"]] = setting["value"]
         yield request
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import BIN, REPO, corpus_path
 
 LOCAL_KUBECONFIG = Path(os.environ.get("CLUSTER_DIR", "/var/lib/llmos-cluster")) / "admin.kubeconfig"
 
@@ -105,3 +105,81 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+CLAIM = "llmos-models"
+
+
+class Operator:
+    """`llmos operator` as a local process against the test cluster, restartable."""
+
+    def __init__(self, cluster: Cluster, namespace: str, log: Path) -> None:
+        self.log = log
+        self.cmd = [str(BIN / "llmos"), "operator", "--namespace", namespace]
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "LLMOS_OPERATOR_RUNTIME_IMAGE": "llmos/runtime:dev",
+            "LLMOS_OPERATOR_PROGRESS_INTERVAL": "2",
+        }
+        self.proc = self.start()
+
+    def start(self) -> subprocess.Popen[bytes]:
+        with self.log.open("a") as out:
+            return subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env)
+
+    def restart(self) -> None:
+        self.stop()
+        self.proc = self.start()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+    def kill_and_restart(self) -> None:
+        """SIGKILL: no cleanup at all, as when a node dies."""
+        self.proc.kill()
+        self.proc.wait(30)
+        self.proc = self.start()
+
+
+@pytest.fixture
+def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Operator]:
+    running = Operator(cluster, namespace, tmp_path / "operator.log")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def storage(cluster: Cluster, namespace: str) -> None:
+    """A shared claim holding the corpus, as a user would prepare it."""
+    from tests.cluster.test_cluster import pod
+
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": CLAIM},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "2Gi"}}},
+    }
+    cluster.apply(namespace, claim, pod("loader", "mkdir -p /models/data && sleep 600", volumes={CLAIM: "/models"}))
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", "pod/loader", "--timeout=180s")
+    cluster.kubectl("cp", str(corpus_path()), f"{namespace}/loader:/models/data/tinyshakespeare.txt")
+    cluster.kubectl("delete", "-n", namespace, "pod/loader", "--wait=false")
+
+
+def give_passing_version(cluster: Cluster, namespace: str, model: str, uri: str) -> None:
+    """Write a passing v1 into a model's status, as a finished TrainingJob would (for tests
+    of endpoints that need no training)."""
+    version = {
+        "name": "v1",
+        "uri": uri,
+        "step": 1,
+        "tokensSeen": 1,
+        "producedBy": "j",
+        "evaluation": {"metrics": {}, "passed": True},
+        "createdAt": "2026-01-01T00:00:00Z",
+    }
+    patch = {"status": {"versions": [version], "latestVersion": "v1", "latestPassingVersion": "v1"}}
+    cluster.kubectl(
+        "patch", "-n", namespace, "lm", model, "--subresource=status", "--type=merge", "-p", json.dumps(patch)
+    )

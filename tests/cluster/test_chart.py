@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.conftest import Cluster
+from tests.cluster.conftest import Cluster, give_passing_version
 from tests.conftest import REPO
 
 CHART = REPO / "charts" / "llmos"
@@ -127,19 +127,7 @@ def test_in_cluster_operator_reconciles_with_its_service_account(
     ready = wait_for("the model to find its claim", lambda: (c := storage_condition()) and c["status"] == "True" and c)
     assert "models" in ready["message"]
 
-    version = {
-        "name": "v1",
-        "uri": "pvc://models/m/versions/j",
-        "step": 1,
-        "tokensSeen": 1,
-        "producedBy": "j",
-        "evaluation": {"metrics": {}, "passed": True},
-        "createdAt": "2026-01-01T00:00:00Z",
-    }
-    patch = {"status": {"versions": [version], "latestVersion": "v1", "latestPassingVersion": "v1"}}
-    cluster.kubectl(
-        "patch", "-n", namespace, "lm", "m", "--subresource=status", "--type=merge", "-p", json.dumps(patch)
-    )
+    give_passing_version(cluster, namespace, "m", "pvc://models/m/versions/v1")
     endpoint = {
         "apiVersion": "llmos.dev/v1alpha1",
         "kind": "ModelEndpoint",

@@ -17,15 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.conftest import Cluster
-from tests.cluster.test_operator import (
-    CLAIM,
-    Operator,
-    event_reasons,
-    manifests,
-    status,
-    wait_until,
-)
+from tests.cluster.conftest import CLAIM, Cluster, Operator, give_passing_version
+from tests.cluster.test_operator import event_reasons, manifests, status, wait_until
 from tests.conftest import BIN, corpus_path, free_port
 
 VOLATILE = {"lastTransitionTime", "startTime", "completionTime", "createdAt", "url", "eta", "tokensPerSecond"}
@@ -95,19 +88,7 @@ def test_the_disruption_budget_goes_when_min_replicas_drops_to_1(
     """Regression: the PodDisruptionBudget stayed when replicas.min dropped to 1."""
     model, _, endpoint = manifests("unused", gate=7.5)
     cluster.apply(namespace, model)
-    version = {
-        "name": "v1",
-        "uri": f"pvc://{CLAIM}/shakespeare/versions/v1",
-        "step": 1,
-        "tokensSeen": 1,
-        "producedBy": "unused",
-        "evaluation": {"metrics": {}, "passed": True},
-        "createdAt": "2026-01-01T00:00:00Z",
-    }
-    patch = {"status": {"versions": [version], "latestVersion": "v1", "latestPassingVersion": "v1"}}
-    cluster.kubectl(
-        "patch", "-n", namespace, "lm", "shakespeare", "--subresource=status", "--type=merge", "-p", json.dumps(patch)
-    )
+    give_passing_version(cluster, namespace, "shakespeare", f"pvc://{CLAIM}/shakespeare/versions/v1")
     endpoint["spec"]["replicas"] = {"min": 2, "max": 2}
     cluster.apply(namespace, endpoint)
 
@@ -240,6 +221,7 @@ def test_an_operator_killed_at_random_moments_converges(
         done.set()
         chaos.join()
     assert len(kills) >= 50
+    print(f"operator killed {len(kills)} times")
     wait_until(
         "everything Ready after the last kill",
         lambda: (
@@ -260,13 +242,10 @@ def test_an_operator_killed_at_random_moments_converges(
     names = sorted(f"{c['kind']}/{c['metadata']['name']}" for c in found)
     assert len(names) == len(set(names))
     jobs = [n for n in names if n.startswith("Job/")]
-    assert jobs == [f"Job/crash-v{i}-{step}" for i in (1, 2) for step in ("eval", "prepare", f"train-{0}")], (
-        jobs
-    )  # restarts would add train-1; the operator's deaths must not
+    # Restarts would add train-1; the operator's deaths must not.
+    assert jobs == [f"Job/crash-v{i}-{step}" for i in (1, 2) for step in ("eval", "prepare", "train-0")], jobs
     owners = {
-        (kind, name): json.loads(cluster.kubectl("get", "-n", namespace, kind, name, "-o", "json").stdout)["metadata"][
-            "uid"
-        ]
+        cluster.get(namespace, kind, name)["metadata"]["uid"]
         for kind, name in (("tj", "crash-v1"), ("tj", "crash-v2"), ("me", "shakespeare"))
     }
     for child in found:

@@ -3,80 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import openai
-import pytest
 import yaml
 
-from tests.cluster.conftest import Cluster
-from tests.cluster.test_cluster import pod
-from tests.conftest import REPO, corpus_path
-
-BIN = Path(sys.executable).parent
-CLAIM = "llmos-models"
-
-
-class Operator:
-    """`llmos operator` as a local process against the test cluster, restartable."""
-
-    def __init__(self, cluster: Cluster, namespace: str, log: Path) -> None:
-        self.log = log
-        self.cmd = [str(BIN / "llmos"), "operator", "--namespace", namespace]
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": str(cluster.kubeconfig),
-            "LLMOS_OPERATOR_RUNTIME_IMAGE": "llmos/runtime:dev",
-            "LLMOS_OPERATOR_PROGRESS_INTERVAL": "2",
-        }
-        self.proc = self.start()
-
-    def start(self) -> subprocess.Popen[bytes]:
-        with self.log.open("a") as out:
-            return subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env)
-
-    def restart(self) -> None:
-        self.stop()
-        self.proc = self.start()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-
-    def kill_and_restart(self) -> None:
-        """SIGKILL: no cleanup at all, as when a node dies."""
-        self.proc.kill()
-        self.proc.wait(30)
-        self.proc = self.start()
-
-
-@pytest.fixture
-def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Operator]:
-    running = Operator(cluster, namespace, tmp_path / "operator.log")
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def storage(cluster: Cluster, namespace: str) -> None:
-    """A shared claim holding the corpus, as a user would prepare it."""
-    claim = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": CLAIM},
-        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "2Gi"}}},
-    }
-    cluster.apply(namespace, claim, pod("loader", "mkdir -p /models/data && sleep 600", volumes={CLAIM: "/models"}))
-    cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", "pod/loader", "--timeout=180s")
-    cluster.kubectl("cp", str(corpus_path()), f"{namespace}/loader:/models/data/tinyshakespeare.txt")
-    cluster.kubectl("delete", "-n", namespace, "pod/loader", "--wait=false")
+from tests.cluster.conftest import CLAIM, Cluster, Operator
+from tests.conftest import REPO
 
 
 def manifests(job: str, gate: float, steps: int = 20, max_restarts: int = 3) -> list[dict[str, Any]]:
