@@ -44,6 +44,7 @@ OPERATOR_RESOURCES = {
     "languagemodels",
 }
 IDLE_WINDOW = float(os.environ.get("IDLE_WINDOW", "120"))
+CONTROLLER_MANAGER = "kube-controller"  # /proc/PID/stat truncates process names to 15 characters
 
 
 def model(namespace: str) -> dict[str, Any]:
@@ -255,8 +256,8 @@ def main() -> None:
                 + f"; the control plane alone needs >= {others / cores:.2f} s on {cores} cores"
                 f" = {others / cores / (100 * mean_single):.2f} x (100 x single)"
             )
-        if cpu.get("kube-controller-manager"):
-            per_operator, per_kcm = cpu["operator"] / 100, cpu["kube-controller-manager"] / 100
+        if cpu.get(CONTROLLER_MANAGER):
+            per_operator, per_kcm = cpu["operator"] / 100, cpu[CONTROLLER_MANAGER] / 100
             print(
                 f"operator CPU per endpoint {per_operator * 1e3:.1f} ms ÷ kube-controller-manager's "
                 f"{per_kcm * 1e3:.1f} ms = {per_operator / per_kcm:.2f}  (goal <= 1.5)"

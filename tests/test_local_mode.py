@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -91,8 +92,10 @@ def test_train_evaluate_serve_and_answer(tmp_path: Path, corpus: Path) -> None:
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG" and "bitsPerByte" in report.stdout
     assert "llmos_runtime.train" in llmos(state, "logs", "tj/shakespeare-v1").stdout
 
-    again = llmos(state, "run", "-f", str(manifests), "--no-serve")
-    assert "not re-run" in again.stdout
+    again = llmos(state, "run", "-f", str(manifests), "--ask", "ROMEO:", "--port", str(free_port()))
+    assert "not re-run" in again.stdout and "> ROMEO:" in again.stdout  # served again, asked, stopped
+    events = [json.loads(line) for line in (state / "events.jsonl").read_text().splitlines()]
+    assert {"Preparing", "Training", "Evaluating", "Completed", "Serving"} <= {e["reason"] for e in events}
 
 
 def test_a_failing_gate_is_recorded_and_never_served(tmp_path: Path, corpus: Path) -> None:

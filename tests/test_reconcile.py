@@ -258,3 +258,38 @@ def test_an_endpoint_on_latest_keeps_serving_with_keep_versions_1(world: World) 
     assert served["servedVersion"] == "v2" and served["phase"] == "Ready"
     model_status = world.reconcile("LanguageModel", "shakespeare")
     assert model_status["latestVersion"] == "v2" and model_status["allocatedVersions"] == 2
+
+
+def test_a_new_run_of_the_same_name_gets_a_new_version(world: World) -> None:
+    """A changed spec (local mode) or a job deleted and made again is a new run: it must not
+    take the old run's name and overwrite its files."""
+    example(world, "LanguageModel", "TrainingJob")
+    assert run_chain(world)["producedVersion"] == "v1"
+    job = yaml.safe_load((REPO / "examples" / "shakespeare" / "training.yaml").read_text())
+    job["spec"]["hyperparameters"]["steps"] = 301
+    world.store.apply(TrainingJob.model_validate(job))  # generation 2
+    world.executor.states.clear()
+    assert run_chain(world)["producedVersion"] == "v2"
+    (world.store.root / "objects" / "trainingjobs" / "shakespeare-v1.yaml").unlink()  # deleted …
+    world.store.apply(TrainingJob.model_validate(job))  # … and made again: a new uid
+    world.executor.states.clear()
+    assert run_chain(world)["producedVersion"] == "v3"
+
+
+def test_what_retrying_cannot_fix_becomes_a_condition(world: World) -> None:
+    example(world, "LanguageModel", "TrainingJob")
+    world.reconcile("LanguageModel", "shakespeare")
+
+    def refuse(*_: object) -> None:
+        raise FileNotFoundError("llmos-prepare: not installed (is llmos-runtime in this environment?)")
+
+    world.executor.start = refuse  # type: ignore[method-assign]
+    with pytest.raises(FileNotFoundError):
+        world.controller.reconcile(Key("TrainingJob", NS, "shakespeare-v1"))
+    ready = world.conditions("LanguageModel", "shakespeare")  # (the model is unaffected)
+    assert ready["Ready"]["reason"] != c.REASON_RECONCILE_ERROR
+    body = world.store.read("TrainingJob", NS, "shakespeare-v1")
+    assert body is not None
+    job_ready = {cond["type"]: cond for cond in body["status"]["conditions"]}["Ready"]
+    assert job_ready["reason"] == c.REASON_RECONCILE_ERROR and "not installed" in job_ready["message"]
+    assert world.events(c.REASON_RECONCILE_ERROR)[0]["type"] == "Warning"

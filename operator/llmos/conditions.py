@@ -37,6 +37,7 @@ REASON_EVALUATING = "Evaluating"
 REASON_PENDING = "Pending"
 REASON_RESTARTING = "Restarting"
 REASON_INTERRUPTED = "Interrupted"
+REASON_RECONCILE_ERROR = "ReconcileError"
 
 # Reasons that mean something is wrong: their conditions become Warning events.
 WARNING_REASONS = frozenset(
@@ -53,5 +54,6 @@ WARNING_REASONS = frozenset(
         REASON_STORAGE_NOT_READY,
         REASON_SECRET_MISSING,
         REASON_RESTARTING,
+        REASON_RECONCILE_ERROR,
     }
 )

@@ -129,6 +129,9 @@ class ObjectCache:
     def get(self, key: ObjectKey) -> dict[str, Any] | None:
         return self._bodies.get(key)
 
+    def forget(self, key: ObjectKey) -> None:
+        self._bodies.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._bodies)
 
@@ -222,6 +225,8 @@ class Kube:
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         self._check(self.http.request("DELETE", object_path(api_version, kind, namespace, name), json=body))
+        if self.cache is not None:
+            self.cache.forget((api_version, kind, namespace, name))
 
     def patch_status(
         self,

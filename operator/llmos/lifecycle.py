@@ -29,16 +29,16 @@ def seconds_since(timestamp: str | None) -> float:
     return (datetime.now(UTC) - datetime.strptime(timestamp, TIME_FORMAT).replace(tzinfo=UTC)).total_seconds()
 
 
-def allocate_version(model: LanguageModel, job_name: str) -> tuple[str, bool]:
-    """The next version name of the model for the job, and whether the model's status changed
-    (the caller writes it back before using the name). Asking again after a crash between
-    the two writes gives the same name."""
+def allocate_version(model: LanguageModel, run: str) -> tuple[str, bool]:
+    """The next version name of the model for a run (job name, uid and generation), and
+    whether the model's status changed (the caller writes it back before using the name).
+    The same run asking again, after a crash between the two writes, gets the same name."""
     status = model.status
-    if status.last_allocated_to == job_name and status.allocated_versions:
+    if status.last_allocated_to == run and status.allocated_versions:
         return f"v{status.allocated_versions}", False
     status.allocated_versions = max(status.allocated_versions, max((v.number for v in status.versions), default=0))
     status.allocated_versions += 1
-    status.last_allocated_to = job_name
+    status.last_allocated_to = run
     return f"v{status.allocated_versions}", True
 
 

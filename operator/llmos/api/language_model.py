@@ -111,7 +111,8 @@ class LanguageModelStatus(ApiModel):
     """Version names handed out so far (v1 … vN): a job takes the next one when it starts, so
     its files are named by version, and a name is never given twice (pruned ones included)."""
     last_allocated_to: str | None = None
-    """The TrainingJob that took the newest name (it gets the same name if it asks again)."""
+    """The run (TrainingJob name/uid/generation) that took the newest name; it gets the same
+    name if it asks again, any other run the next one."""
     conditions: list[Condition] = Field(default_factory=list)
     """Ready (storage ready and a passing version to serve), StorageReady, HasPassingVersion."""
     observed_generation: int | None = None

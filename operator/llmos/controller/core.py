@@ -18,11 +18,13 @@ from llmos.api.language_model import LanguageModel
 from llmos.api.model_endpoint import ModelEndpoint
 from llmos.api.training_job import TrainingJob
 from llmos.controller.index import Key
+from llmos.kube import ApiError
 from llmos.lifecycle import now
 from llmos.reconcile.model import reconcile_model
 from llmos.reconcile.seams import Executor, ObjectRef, ObjectStore
 from llmos.reconcile.serving import reconcile_endpoint
 from llmos.reconcile.training import TrainingSettings, reconcile_training_job
+from llmos.storage import UnsupportedStorage
 from llmos.validation import describe_errors
 
 log = logging.getLogger("llmos.controller")
@@ -32,6 +34,8 @@ MODELS: dict[str, type[ApiModel]] = {
     "TrainingJob": TrainingJob,
     "ModelEndpoint": ModelEndpoint,
 }
+PERMANENT_API_ERRORS = frozenset({400, 403, 422})
+"""API answers that say the request itself is wrong (or not allowed): retrying cannot help."""
 SECRET_RECHECK = 10.0
 """Seconds between checks of a missing Secret (Secrets are not watched)."""
 
@@ -53,6 +57,17 @@ class Controller:
         except ValidationError as exc:
             self.report_invalid(key, ref, body, exc)
             return None
+        try:
+            return self._reconcile(key, ref, obj)
+        except (UnsupportedStorage, OSError, ApiError) as exc:
+            if isinstance(exc, ApiError) and exc.status not in PERMANENT_API_ERRORS:
+                raise  # conflicts, throttling, an API server restarting: the retry will do
+            # What retrying cannot fix without a change (a child the API server refuses, a
+            # program missing here) becomes a condition; the loop still retries with back-off.
+            self.report(key, ref, body, c.REASON_RECONCILE_ERROR, str(exc)[:1024])
+            raise
+
+    def _reconcile(self, key: Key, ref: ObjectRef, obj: Any) -> float | None:
         after: float | None = None
         status: Any
         if key.kind == "LanguageModel":
@@ -73,16 +88,19 @@ class Controller:
 
     def report_invalid(self, key: Key, ref: ObjectRef, body: dict[str, Any], exc: ValidationError) -> None:
         """An object the types reject (the API server accepted it): say why in its status."""
-        message = "; ".join(describe_errors(exc))[:4096]
+        self.report(key, ref, body, c.REASON_INVALID_SPEC, "; ".join(describe_errors(exc))[:4096])
+
+    def report(self, key: Key, ref: ObjectRef, body: dict[str, Any], reason: str, message: str) -> None:
+        """Ready=False with `reason` in the object's status (once: an unchanged one is not written)."""
         status = dict(body.get("status") or {})
         try:
             old = [Condition.model_validate(cond) for cond in status.get("conditions", [])]
         except ValidationError:
             old = []
-        new = set_condition(old, c.READY, False, c.REASON_INVALID_SPEC, message, now())
+        new = set_condition(old, c.READY, False, reason, message, now())
         wanted = {**status, "conditions": [cond.wire() for cond in new]}
         if wanted != status:
-            log.warning("%s is invalid: %s", key, message)
+            log.warning("%s: %s: %s", key, reason, message)
             resource_version = body["metadata"].get("resourceVersion")
             self.store.patch_status(key.kind, key.namespace, key.name, wanted, resource_version)
             self.announce(ref, old, new)

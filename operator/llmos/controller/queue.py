@@ -72,6 +72,10 @@ class WorkQueue(Generic[K]):
         if timer is not None:
             timer.cancel()
 
+    def busy(self) -> bool:
+        """A key waits or is being processed (scheduled visits do not count)."""
+        return bool(self._queued or self._processing or self._dirty)
+
     @property
     def scheduled(self) -> int:
         return len(self._timers)

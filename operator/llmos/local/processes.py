@@ -58,6 +58,7 @@ class LocalProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
+            errors="replace",
             env=env,
             start_new_session=True,
         )
@@ -67,16 +68,18 @@ class LocalProcess:
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
-        with self.log.open("a") as out:
-            for line in self.proc.stdout:
-                out.write(line)
-                out.flush()
-                event = decode_event(line)
-                if event is not None:
-                    self._on_event(event)
-        self.proc.wait()
-        self.finished.set()
-        self._on_exit()
+        try:
+            with self.log.open("a") as out:
+                for line in self.proc.stdout:
+                    out.write(line)
+                    out.flush()
+                    event = decode_event(line)
+                    if event is not None:
+                        self._on_event(event)
+        finally:
+            self.proc.wait()  # (a callback's error must not leave the step "running")
+            self.finished.set()
+            self._on_exit()
 
     @property
     def exit_code(self) -> int | None:

@@ -12,7 +12,7 @@ import contextlib
 import json
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from llmos import conditions as c
-from llmos.api.base import ApiModel
+from llmos.api.base import ApiModel, Condition
 from llmos.api.model_endpoint import ModelEndpoint
 from llmos.api.training_job import TERMINAL_PHASES, TrainingJob
 from llmos.controller.core import Controller
@@ -37,12 +37,14 @@ from llmos.validation import load_manifests
 LOCAL_TRAINING = TrainingSettings(progress_interval=1.0, restart_grace=0.0)
 """Local processes are gone when they exit: no grace needed; progress comes by the second."""
 # An endpoint is settled when it serves, or when nothing this run does can make it serve.
-SETTLED_REASONS = {
-    c.REASON_SERVING,
+WAITS_FOREVER = {
     c.REASON_NO_PASSING_VERSION,
     c.REASON_MODEL_NOT_FOUND,
     c.REASON_VERSION_NOT_FOUND,
     c.REASON_INVALID_SPEC,
+    c.REASON_RECONCILE_ERROR,
+    c.REASON_STORAGE_NOT_READY,
+    c.REASON_UNSUPPORTED_STORAGE,
 }
 
 
@@ -107,10 +109,11 @@ def run(path: Path, state_dir: Path, port: int, ask: str | None, serve: bool, co
             if not serving.is_set():  # stopped mid-run: the next run carries on from here
                 executor.shutdown()
                 interrupted(store, jobs)
+                stopped(store, [name for name in endpoints if name in executor.servers])
                 raise
         finally:
             executor.shutdown()
-    served = all(endpoint_ready(store, name) for name in endpoints)
+    served = all(name in executor.servers and endpoint_ready(store, name) for name in endpoints)
     stopped(store, [name for name in endpoints if name in executor.servers])
     return 0 if all_succeeded(store, jobs) and served and not executor.crashed else 1
 
@@ -128,21 +131,35 @@ async def drive(
 ) -> None:
     aio = asyncio.get_running_loop()
 
+    pending = [0]  # callbacks on their way into the loop: not settled while any is
+    lock = threading.Lock()
+
+    def deliver(callback: Callable[[], None]) -> None:
+        with lock:
+            pending[0] += 1
+
+        def run() -> None:
+            with lock:
+                pending[0] -= 1
+            callback()
+
+        aio.call_soon_threadsafe(run)
+
     def notify(key: Key) -> None:
-        aio.call_soon_threadsafe(loop.queue.add, key)
+        deliver(lambda: loop.queue.add(key))
 
     def changed(kind: str, name: str) -> None:
         key = Key(kind, NAMESPACE, name)
-        aio.call_soon_threadsafe(lambda: loop.changed(key, store.read(kind, NAMESPACE, name)))
+        deliver(lambda: loop.changed(key, store.read(kind, NAMESPACE, name)))
 
     executor.notify, store.on_change = notify, changed
     for obj in objects:
         store.apply(obj)
     worker = asyncio.create_task(loop.worker())
     try:
-        while not settled(store, executor, loop, jobs, endpoints):
+        while pending[0] or not settled(store, executor, loop, jobs, endpoints):
             await asyncio.sleep(0.2)
-        if not endpoints or not all(endpoint_ready(store, name) for name in endpoints):
+        if not endpoints or not all(name in executor.servers and endpoint_ready(store, name) for name in endpoints):
             for name, log in executor.crashed.items():
                 console.print(f"[red]modelendpoint/{name}: llmos-serve exited:\n{log}[/]")
             return
@@ -163,24 +180,30 @@ async def drive(
 def settled(
     store: FileStore, executor: LocalExecutor, loop: ControlLoop, jobs: list[str], endpoints: list[str]
 ) -> bool:
-    if len(loop.queue) or executor.crashed:
-        return bool(executor.crashed)
+    """Nothing more will happen by itself: every job ended or waits for what this run cannot
+    bring, and every endpoint serves (here, now) or cannot."""
+    if executor.crashed:
+        return True
+    if loop.queue.busy():
+        return False
     for name in jobs:
         job = store.load(TrainingJob, name)
-        if (
-            job is None
-            or job.status.phase not in TERMINAL_PHASES
-            or job.status.observed_generation != job.metadata.generation
-        ):
+        if job is None or job.status.observed_generation != job.metadata.generation:
+            return False
+        if job.status.phase not in TERMINAL_PHASES and ready_reason(job.status.conditions) not in WAITS_FOREVER:
             return False
     for name in endpoints:
         endpoint = store.load(ModelEndpoint, name)
         if endpoint is None or endpoint.status.observed_generation != endpoint.metadata.generation:
             return False
-        condition = next((cond for cond in endpoint.status.conditions if cond.type == c.READY), None)
-        if condition is None or condition.reason not in SETTLED_REASONS:
+        serving = name in executor.servers and endpoint_ready(store, name)
+        if not serving and ready_reason(endpoint.status.conditions) not in WAITS_FOREVER:
             return False
     return True
+
+
+def ready_reason(conditions: list[Condition]) -> str | None:
+    return next((cond.reason for cond in conditions if cond.type == c.READY), None)
 
 
 def all_succeeded(store: FileStore, jobs: list[str]) -> bool:

@@ -57,13 +57,19 @@ def reconcile_training_job(
         status.conditions = ready(status.conditions, False, reason, message)
         return status, None
     model = wait
+    dataset = executor.storage_problem(job.metadata.namespace or "default", [job.spec.dataset.uri])
+    if dataset is not None:
+        status.message = f"waiting for the dataset: {dataset.message}"
+        status.conditions = ready(status.conditions, False, dataset.reason, status.message)
+        return status, None
     problem = configuration_problem(job, model)
     if problem is not None:
         return failed(status, problem, c.REASON_INVALID_CONFIGURATION), None
     status.start_time = status.start_time or now()
     if status.produced_version is None:
         # The name comes first (files are named by it); written to the model before use.
-        status.produced_version, changed = allocate_version(model, job.metadata.name)
+        run = f"{job.metadata.name}/{job.metadata.uid}/{generation}"  # a re-created job or a new spec is a new run
+        status.produced_version, changed = allocate_version(model, run)
         if changed:
             write_model(store, model)
     advance(job, model, store, executor, settings, status)
@@ -153,7 +159,9 @@ def train(
     if report.checkpoint is not None:
         status.latest_checkpoint = report.checkpoint.path
     if not state.exists:
-        if attempt and not executor.gone(job, "train", attempt - 1):
+        if not executor.gone(job, "train", attempt):
+            status.message = f"waiting for the processes of attempt {attempt} to stop"  # its Job was deleted
+        elif attempt and not executor.gone(job, "train", attempt - 1):
             executor.stop(job, "train", attempt - 1)  # the failed group, removed only once counted
             status.message = f"waiting for the processes of attempt {attempt - 1} to stop"
         elif attempt and seconds_since(status.restarted_at) < settings.restart_grace:
