@@ -10,10 +10,14 @@ import httpx
 
 
 def stream_chat(
-    base_url: str, model: str, messages: list[dict[str, str]], api_key: str | None, max_tokens: int = 256
+    base_url: str, model: str, messages: list[dict[str, str]], api_key: str | None, max_tokens: int | None = 256
 ) -> Iterator[str]:
+    """The answer's text as it streams; max_tokens None lets the server choose (its limit, or
+    what fits the model's context)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    body: dict[str, Any] = {"model": model, "messages": messages, "stream": True, "max_tokens": max_tokens}
+    body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
     with httpx.stream("POST", f"{base_url.rstrip('/')}/chat/completions", json=body, headers=headers, timeout=300) as r:
         if r.status_code != 200:
             r.read()

@@ -284,6 +284,6 @@ def answer(store: FileStore, executor: LocalExecutor, name: str, prompt: str, co
     console.print(f"[bold]> {prompt}[/]")
     key = executor.servers[name].api_key
     messages = [{"role": "user", "content": prompt}]
-    for piece in stream_chat(endpoint.status.url, served_name(endpoint), messages, key, max_tokens=120):
+    for piece in stream_chat(endpoint.status.url, served_name(endpoint), messages, key, max_tokens=None):
         console.print(piece, end="", markup=False, highlight=False)
     console.print()
