@@ -283,7 +283,7 @@ def test_what_retrying_cannot_fix_becomes_a_condition(world: World) -> None:
     def refuse(*_: object) -> None:
         raise FileNotFoundError("llmos-prepare: not installed (is llmos-runtime in this environment?)")
 
-    world.executor.start = refuse  # type: ignore[method-assign]
+    world.executor.start = refuse  # type: ignore[method-assign, assignment]
     with pytest.raises(FileNotFoundError):
         world.controller.reconcile(Key("TrainingJob", NS, "shakespeare-v1"))
     ready = world.conditions("LanguageModel", "shakespeare")  # (the model is unaffected)
