@@ -101,8 +101,9 @@ def test_the_disruption_budget_goes_when_min_replicas_drops_to_1(
     wait_until("the budget to go", lambda: not budget(), operator.log, 120)
 
 
-def normalized(body: dict[str, Any]) -> Any:
-    """A status with what may differ between a pod and a process taken out."""
+def normalized(body: dict[str, Any], approximate: bool = True) -> Any:
+    """A status with what may differ between a pod and a process taken out; with
+    `approximate`, numbers compare equal within 2%."""
 
     def walk(node: Any, key: str = "") -> Any:
         if isinstance(node, dict):
@@ -111,8 +112,10 @@ def normalized(body: dict[str, Any]) -> Any:
             return [walk(v) for v in node]
         if key == "latestCheckpoint":
             return Path(str(node)).name  # /llmos/volumes/… in a pod, .llmos/volumes/… here
-        if key in ("validationLoss", "perplexity", "bitsPerByte", "loss"):
-            return round(float(node), 1)  # 2 pods × 1 process vs 1 machine × 2 processes
+        if isinstance(node, float) and approximate:
+            # 2 pods × 2 threads vs 1 machine × 2 processes × 1 thread: the same batches, sums
+            # in another order.
+            return pytest.approx(node, rel=0.02, abs=0.02)
         return node
 
     return walk(body)
@@ -167,7 +170,7 @@ def test_the_chain_gives_the_same_status_locally_and_on_the_cluster(
     }
     local = run_locally(tmp_path, docs)
     for plural in on_cluster:
-        assert normalized(local[plural]) == normalized(on_cluster[plural]), plural
+        assert normalized(local[plural], approximate=False) == normalized(on_cluster[plural]), plural
 
 
 def children(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
