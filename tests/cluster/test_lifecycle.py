@@ -112,6 +112,9 @@ def normalized(body: dict[str, Any], approximate: bool = True) -> Any:
             return [walk(v) for v in node]
         if key == "latestCheckpoint":
             return Path(str(node)).name  # /llmos/volumes/… in a pod, .llmos/volumes/… here
+        if key == "lastAllocatedTo":
+            name, _uid, generation = str(node).split("/")
+            return f"{name}/{generation}"  # each backend gave the job its own uid
         if isinstance(node, float) and approximate:
             # 2 pods × 2 threads vs 1 machine × 2 processes × 1 thread: the same batches, sums
             # in another order.
