@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 EXIT_OK = 0
-EXIT_FAILED = 1
 EXIT_USAGE = 2
 """A deterministic configuration error: running it again cannot help (no restarts are spent)."""
 
