@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -25,16 +26,19 @@ def prepare(out: Path, vocab_size: int) -> Path:
     return out
 
 
-def matmul_flops(threads: int, size: int = 2048, repeats: int = 20) -> float:
-    """fp32 matmul FLOP/s of this machine at `threads` threads (the MFU denominator)."""
+def matmul_flops(threads: int, dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0) -> float:
+    """Matmul FLOP/s of this machine at `threads` threads in `dtype` (an MFU denominator).
+
+    Measured with F.linear, the kernel autocast runs (on CPUs without native bfloat16 a plain
+    bfloat16 `a @ b` takes a far slower path than the one training uses)."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    F.linear(a, b)
+    repeats, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or repeats < 2:
+        F.linear(a, b)
+        repeats += 1
+    return 2 * size**3 * repeats / elapsed
 
 
 def memory_bandwidth(threads: int, megabytes: int = 512, repeats: int = 10) -> float:

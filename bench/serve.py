@@ -28,8 +28,9 @@ from pathlib import Path
 import httpx
 import torch
 from common import BIN, memory_bandwidth, percentile, prepare
+from llmos_runtime.hardware import detect, serving_dtype
 from llmos_runtime.model import LlamaModel, ModelConfig, Segment, SequenceCache
-from llmos_runtime.serve.engine import Engine, SamplingParams, Sequence, TokenEvent, serving_dtype
+from llmos_runtime.serve.engine import Engine, SamplingParams, Sequence, TokenEvent
 from llmos_runtime.version import load_model, save_version
 
 CLIENTS, PROMPT, OUTPUT, THREADS = 16, 128, 128, os.cpu_count() or 1
@@ -154,7 +155,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = make_model(Path(tmp))
 
-        dtype = serving_dtype("auto")  # what llmos-serve picks on this machine; the naive loop uses it too
+        dtype = serving_dtype("auto", detect())  # what llmos-serve picks on this machine; the naive loop uses it too
         model = load_model(model_dir, dtype).eval()
         batch = prompts(model.config.vocab_size)
         bandwidth = memory_bandwidth(THREADS)

@@ -73,6 +73,22 @@ def test_training_commands_parse_back_to_the_spec(example: dict[str, object], la
     assert ev.result_file == Path("/dev/termination-log") and not any("gate" in a for a in cmd)
 
 
+@pytest.mark.parametrize("precision", ["auto", "float32", "bfloat16"])
+def test_precision_reaches_training_and_evaluation(example: dict[str, object], precision: str) -> None:
+    """hyperparameters.precision is one setting: training and evaluation compute alike."""
+    job, model = example["TrainingJob"], example["LanguageModel"]
+    assert isinstance(job, TrainingJob) and isinstance(model, LanguageModel)
+    job = job.model_copy(deep=True)
+    job.spec.hyperparameters.precision = precision  # type: ignore[assignment]
+    args = train.parse_args(torchrun_script_args(train_command(job, model, PATHS, Launcher(1, 2))))
+    assert args.precision == precision
+    assert evaluate.parse_args(eval_command(job, PATHS, "/r")[1:]).precision == precision
+    with pytest.raises(SystemExit):
+        train.parse_args(
+            [*torchrun_script_args(train_command(job, model, PATHS, Launcher(1, 2))), "--precision", "fp8"]
+        )
+
+
 def test_flags_use_the_crd_words(example: dict[str, object]) -> None:
     job = example["TrainingJob"]
     assert isinstance(job, TrainingJob)

@@ -12,6 +12,7 @@ from pathlib import Path
 import openai
 import pytest
 import yaml
+from llmos_runtime.hardware import compute_precision, detect
 
 from tests.conftest import BIN, REPO, free_port, run_tool
 
@@ -79,6 +80,8 @@ def test_train_evaluate_serve_and_answer(tmp_path: Path, corpus: Path) -> None:
         tj = llmos(state, "get", "tj").stdout.splitlines()
         assert tj[0].split() == ["NAME", "PHASE", "STEP", "LOSS", "ETA", "AGE"]
         assert tj[1].split()[:3] == ["shakespeare-v1", "Succeeded", "30"]
+        job = yaml.safe_load((state / "objects" / "trainingjobs" / "shakespeare-v1.yaml").read_text())
+        assert job["status"]["progress"]["precision"] == compute_precision("auto", detect())  # what auto chose here
         lm = llmos(state, "get", "lm", "shakespeare").stdout.splitlines()
         assert lm[1].split()[:3] == ["shakespeare", "v1", "v1"]
         me = llmos(state, "get", "me").stdout.splitlines()[1].split()

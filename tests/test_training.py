@@ -118,14 +118,48 @@ def test_two_process_training_lowers_loss_and_exports_a_version(prepared: Path, 
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("step-*")) == ["step-00000030", "step-00000040"]
 
 
-def test_killed_run_resumes_and_matches_an_uninterrupted_one(prepared: Path, tmp_path: Path) -> None:
-    whole = subprocess.run(torchrun(2, train_args(prepared, tmp_path / "whole", 30)), capture_output=True, text=True)
+def test_bfloat16_training_lowers_the_loss_like_float32(prepared: Path, tmp_path: Path) -> None:
+    """Autocast to bfloat16 (asked for explicitly: this CPU may only emulate it) learns like float32."""
+    final = {}
+    for precision in ("float32", "bfloat16"):
+        args = train_args(prepared, tmp_path / precision, 30, "--precision", precision)
+        result = run_tool("llmos-train", *args)
+        progress = events(result.stdout, "progress")
+        assert {p["precision"] for p in progress} == {precision}
+        assert progress[-1]["loss"] < progress[0]["loss"] - 0.5  # type: ignore[operator]
+        final[precision] = float(progress[-1]["loss"])  # type: ignore[arg-type]
+        lineage = json.loads((tmp_path / precision / "version" / "llmos.json").read_text())
+        assert lineage["precision"] == precision and lineage["hyperparameters"]["precision"] == precision
+        assert load_model(tmp_path / precision / "version").model.embed_tokens.weight.dtype == torch.float32
+    assert final["bfloat16"] == pytest.approx(final["float32"], abs=0.02)  # measured: within 5e-4
+
+
+def test_dropout_acts_only_while_training(tiny_version: Path) -> None:
+    model = load_model(tiny_version)
+    ids = torch.randint(0, model.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
+    model.dropout = 0.5
+    model.train()
+    assert not torch.equal(model(ids), model(ids))  # a new mask each call
+    model.eval()
+    assert torch.equal(model(ids), model(ids))
+    with torch.no_grad():
+        assert torch.equal(model(ids), load_model(tiny_version)(ids))  # versions carry no dropout
+
+
+@pytest.mark.parametrize(("precision", "dropout"), [("float32", "0"), ("bfloat16", "0.1")])
+def test_killed_run_resumes_and_matches_an_uninterrupted_one(
+    prepared: Path, tmp_path: Path, precision: str, dropout: str
+) -> None:
+    """Exact resume: the data, the weights, the optimizer and the random state (dropout's masks)."""
+    settings = ("--precision", precision, "--dropout", dropout)
+    whole_args = train_args(prepared, tmp_path / "whole", 30, *settings)
+    whole = subprocess.run(torchrun(2, whole_args), capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr[-3000:]
     final = events(whole.stdout, "progress")[-1]["loss"]
 
     cut = tmp_path / "cut"
     proc = subprocess.Popen(
-        torchrun(2, train_args(prepared, cut, 30)),
+        torchrun(2, train_args(prepared, cut, 30, *settings)),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -144,7 +178,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(prepared: Path, tmp
     assert proc.returncode != 0
     assert not (cut / "version").exists()
 
-    resumed = subprocess.run(torchrun(2, train_args(prepared, cut, 30)), capture_output=True, text=True)
+    resumed = subprocess.run(torchrun(2, train_args(prepared, cut, 30, *settings)), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     start = events(resumed.stdout, "resumed")[0]["step"]
     assert start in (10, 20)

@@ -18,6 +18,10 @@ from llmos_contract.model import ApiModel, Rule
 
 M = TypeVar("M", bound=BaseModel)
 
+Precision = Literal["auto", "float32", "bfloat16"]
+"""Compute precision of training and evaluation. `auto` is bfloat16 where the hardware
+computes it natively (GPUs with bfloat16, CPUs with AMX or AVX512-BF16), float32 elsewhere."""
+
 
 class Architecture(ApiModel):
     """A Llama-style decoder to train from scratch (Hugging Face LlamaConfig fields)."""
@@ -89,10 +93,14 @@ class Hyperparameters(ApiModel):
     """AdamW weight decay (not applied to norms)."""
     grad_clip: float = Field(default=1.0, ge=0)
     """Global gradient-norm clip (0 turns it off)."""
+    dropout: float = Field(default=0.0, ge=0, le=0.9)
+    """Dropout on every attention and MLP block's output while training (0 turns it off); versions have none."""
     seed: int = Field(default=1337, ge=0)
     """Seed of initialisation and data order; the same seed gives the same run."""
     log_every_steps: int = Field(default=10, ge=1)
     """Steps between progress lines."""
+    precision: Precision = "auto"
+    """auto (bfloat16 where native: GPUs, CPUs with AMX or AVX512-BF16), float32 or bfloat16."""
 
 
 class Checkpointing(ApiModel):

@@ -28,6 +28,8 @@ class ProgressEvent(BaseModel):
     tokens_seen: int
     eta_seconds: float
     eta: str
+    precision: str | None = None
+    """The precision the step computes in (float32 or bfloat16), as the runtime chose it."""
 
 
 class CheckpointEvent(BaseModel):

@@ -137,6 +137,8 @@ def eval_command(job: TrainingJob, paths: JobPaths, result_file: str) -> list[st
         str(ev.samples),
         "--sequence-length",
         str(job.spec.hyperparameters.sequence_length),
+        "--precision",
+        job.spec.hyperparameters.precision,
     ]
 
 

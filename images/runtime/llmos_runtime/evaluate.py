@@ -15,16 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from llmos_contract.config import Precision
 from llmos_contract.events import EvaluationResult
 
 from llmos_runtime.errors import UsageError, exits_cleanly_on_usage_error
+from llmos_runtime.hardware import available_cpus, compute_precision, detect
 from llmos_runtime.model import LlamaModel
 from llmos_runtime.prepare import MANIFEST
 from llmos_runtime.version import LINEAGE_FILE, load_model, load_tokenizer, read_lineage, write_json
@@ -37,6 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-batches", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--sequence-length", type=int, default=256)
+    p.add_argument(
+        "--precision",
+        choices=get_args(Precision),
+        default="auto",
+        help="compute precision, as in training: auto is bfloat16 where native, else float32",
+    )
     p.add_argument("--samples", type=int, default=2, help="texts to generate for people")
     p.add_argument("--sample-tokens", type=int, default=64)
     p.add_argument("--metrics-file", type=Path, help="default: VERSION/metrics.json")
@@ -56,7 +63,7 @@ def validation_loss(model: LlamaModel, tokens: np.ndarray, seq_len: int, batch_s
         rows = np.stack([tokens[s : s + seq_len + 1] for s in starts]).astype(np.int64)
         batch = torch.from_numpy(rows)
         logits = model(batch[:, :-1])
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), batch[:, 1:].reshape(-1), reduction="sum")
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), batch[:, 1:].reshape(-1), reduction="sum")
         total += loss.item()
         count += batch[:, 1:].numel()
     return total / count
@@ -67,7 +74,7 @@ def sample(model: LlamaModel, prompt_ids: list[int], tokens: int, seed: int) -> 
     gen = torch.Generator().manual_seed(seed)
     ids = torch.tensor([prompt_ids])
     for _ in range(tokens):
-        logits = model(ids[:, -model.config.context_length :])[0, -1]
+        logits = model(ids[:, -model.config.context_length :])[0, -1].float()
         probs = torch.softmax(logits / 0.8, dim=-1)
         ids = torch.cat([ids, torch.multinomial(probs, 1, generator=gen)[None]], dim=1)
     return list(ids[0, len(prompt_ids) :].tolist())
@@ -79,10 +86,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--data {args.data}: no {MANIFEST}; run llmos-prepare first")
     manifest = json.loads(manifest_path.read_text())
     model = load_model(args.version).eval()
+    precision = compute_precision(args.precision, detect())
     tokenizer = load_tokenizer(args.version)
     seq_len = min(args.sequence_length, model.config.context_length)
     tokens = np.memmap(args.data / "val.bin", dtype=manifest["dtype"], mode="r")
-    loss = validation_loss(model, tokens, seq_len, args.batch_size, args.max_batches)
+    with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16"):
+        loss = validation_loss(model, tokens, seq_len, args.batch_size, args.max_batches)
     bytes_per_token = manifest["val_bytes"] / manifest["val_tokens"]
     metrics = {
         "validationLoss": round(loss, 6),
@@ -90,14 +99,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "bitsPerByte": round(loss / math.log(2) / bytes_per_token, 6),
     }
     prompt = tokenizer.encode("\n").ids or [0]
-    samples = [tokenizer.decode(sample(model, prompt, args.sample_tokens, seed=i)) for i in range(args.samples)]
-    return {"metrics": metrics, "samples": samples}
+    with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16"):
+        samples = [tokenizer.decode(sample(model, prompt, args.sample_tokens, seed=i)) for i in range(args.samples)]
+    return {"metrics": metrics, "samples": samples, "precision": precision}
 
 
 @exits_cleanly_on_usage_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(available_cpus())
     result = evaluate(args)
     write_json(args.metrics_file or args.version / "metrics.json", result)
     lineage = read_lineage(args.version)

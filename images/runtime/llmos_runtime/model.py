@@ -131,6 +131,10 @@ class ModelConfig:
         return asdict(self)
 
 
+def _dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    return F.dropout(x, p, training=True) if p > 0 else x
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
@@ -298,6 +302,8 @@ class LlamaModel(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
+        self.dropout = 0.0
+        """Dropout on each block's output in training mode (a training setting: not in the config)."""
 
     def init_weights(self, seed: int) -> None:
         """GPT-2 style init; residual projections scaled by depth."""
@@ -324,9 +330,10 @@ class LlamaModel(nn.Module):
             raise ValueError(f"sequence of {T} tokens exceeds context {self.config.context_length}")
         cos, sin = self.model.rotary.cos_sin(torch.arange(T, device=idx.device))
         x = self.model.embed_tokens(idx)
+        drop = self.dropout if self.training else 0.0
         for layer in self.model.decoder_layers:
-            x = x + layer.self_attn(layer.input_layernorm(x), cos, sin)
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            x = x + _dropout(layer.self_attn(layer.input_layernorm(x), cos, sin), drop)
+            x = x + _dropout(layer.mlp(layer.post_attention_layernorm(x)), drop)
         return self.lm_head(self.model.norm(x))
 
     @torch.inference_mode()

@@ -43,6 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from llmos_runtime import checkpoint
 from llmos_runtime.errors import UsageError, exits_cleanly_on_usage_error
+from llmos_runtime.hardware import compute_precision, detect, threads_per_process
 from llmos_runtime.model import LlamaModel, ModelConfig
 from llmos_runtime.prepare import MANIFEST
 from llmos_runtime.progress import humanize_seconds, report
@@ -191,9 +192,11 @@ def train(args: argparse.Namespace) -> None:
     manifest = json.loads(manifest_path.read_text())
     micro = validate(args, env.world_size, manifest)
     device = pick_device(args, env)
+    hardware = detect(device)
     if device.type == "cpu":
-        per_proc = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-        torch.set_num_threads(args.threads or per_proc)
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        torch.set_num_threads(args.threads or threads_per_process(hardware.cpus, local))
+    args.compute_precision = compute_precision(args.precision, hardware)
     if env.world_size > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
@@ -207,6 +210,7 @@ def run(args: argparse.Namespace, env: Dist, manifest: dict[str, Any], micro: in
     torch.manual_seed(args.seed)
     tokens = np.memmap(args.data / "train.bin", dtype=manifest["dtype"], mode="r")
     model = build_model(args, manifest["vocab_size"]).to(device)
+    model.dropout = args.dropout
     optimizer = make_optimizer(model, args)
     step, tokens_seen = 0, 0
     resumed = checkpoint.load_newest(args.checkpoint_dir)
@@ -222,7 +226,7 @@ def run(args: argparse.Namespace, env: Dist, manifest: dict[str, Any], micro: in
     if env.world_size > 1:
         ddp = DistributedDataParallel(model, device_ids=[device.index] if device.index else None)
     trainable = torch.compile(ddp) if args.compile else ddp
-    use_bf16 = device.type == "cuda"
+    use_bf16 = args.compute_precision == "bfloat16"
     high = len(tokens) - args.sequence_length - 1
     tokens_per_step = args.batch_size * args.sequence_length
     started, started_step = time.perf_counter(), step
@@ -267,6 +271,7 @@ def run(args: argparse.Namespace, env: Dist, manifest: dict[str, Any], micro: in
                         tokens_seen=tokens_seen,
                         eta_seconds=round(per_step * (args.steps - step), 1),
                         eta=humanize_seconds(per_step * (args.steps - step)),
+                        precision=args.compute_precision,
                     )
                 )
         if env.is_main and (step % args.checkpoint_every_steps == 0 or step == args.steps):
@@ -292,6 +297,7 @@ def export(args: argparse.Namespace, model: LlamaModel, manifest: dict[str, Any]
         "tokenizer_sha256": manifest["tokenizer_sha256"],
         "init_from": str(args.init_from) if args.init_from else None,
         "git_revision": os.environ.get("LLMOS_GIT_REVISION"),
+        "precision": args.compute_precision,
         "hyperparameters": {
             k: getattr(args, k)
             for k in (
@@ -304,7 +310,9 @@ def export(args: argparse.Namespace, model: LlamaModel, manifest: dict[str, Any]
                 "warmup_steps",
                 "weight_decay",
                 "grad_clip",
+                "dropout",
                 "seed",
+                "precision",
             )
         },
         "parameters": model.num_parameters(),

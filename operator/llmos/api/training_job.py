@@ -152,6 +152,8 @@ class Progress(ApiModel):
     """Training throughput over all ranks."""
     eta: str | None = None
     """Estimated time left, e.g. 4m10s."""
+    precision: str | None = None
+    """The precision training computes in (float32 or bfloat16; hyperparameters.precision decides)."""
 
     @classmethod
     def from_event(cls, event: ProgressEvent) -> Progress:
@@ -162,6 +164,7 @@ class Progress(ApiModel):
             loss=event.loss,
             tokens_per_second=event.tokens_per_second,
             eta=event.eta,
+            precision=event.precision,
         )
 
 

@@ -77,8 +77,10 @@ class Display:
         progress = event
         if job not in self.tasks:
             self.tasks[job] = self.bars.add_task(f"train {job}", total=progress.total_steps, loss="–", rate="–")
+        precision = f" ({progress.precision})" if progress.precision else ""
         self.bars.update(
             self.tasks[job],
+            description=f"train {job}{precision}",
             completed=progress.step,
             loss=f"{progress.loss:.3f}",
             rate=f"{progress.tokens_per_second:.0f}",

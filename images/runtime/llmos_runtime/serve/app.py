@@ -19,7 +19,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
-from llmos_runtime.serve.engine import Engine, Sequence, serving_dtype
+from llmos_runtime.hardware import detect, serving_dtype
+from llmos_runtime.serve.engine import Engine, Sequence
 from llmos_runtime.serve.errors import ERROR_RESPONSES, STREAMING_RESPONSES, ApiError
 from llmos_runtime.serve.metrics import Metrics
 from llmos_runtime.serve.middleware import Gatekeeper
@@ -57,7 +58,7 @@ class AppState:
 def build_engine(settings: ServeSettings, on_finish: Callable[[Sequence, str], None] | None = None) -> Engine:
     """The model from disk in an engine sized by the settings, kernels warmed up."""
     torch.set_num_threads(settings.threads)
-    model = load_model(settings.model, serving_dtype(settings.dtype))
+    model = load_model(settings.model, serving_dtype(settings.dtype, detect()))
     engine = Engine(
         model, max_running=settings.max_concurrent_requests, max_waiting=settings.max_queue, on_finish=on_finish
     )

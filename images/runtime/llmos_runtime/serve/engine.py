@@ -98,17 +98,6 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def serving_dtype(name: str) -> torch.dtype:
-    """The precision to serve in: `auto` is bfloat16 where the hardware computes it natively
-    (GPUs with bf16, CPUs with AVX512-BF16 or AMX), else float32."""
-    if name != "auto":
-        return getattr(torch, name)
-    if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return torch.bfloat16 if native else torch.float32
-
-
 class Engine:
     """Continuous-batching generation over one model; thread-safe `submit` and `cancel`."""
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from llmos_contract.config import Limits
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from llmos_runtime.hardware import available_cpus
 
 
 class ServeSettings(BaseSettings, Limits):
@@ -42,8 +43,8 @@ class ServeSettings(BaseSettings, Limits):
     """Seconds in-flight requests get to finish after SIGTERM."""
     keepalive_seconds: float = Field(default=10.0, gt=0)
     """SSE comment sent when a stream has been silent this long (long prefill)."""
-    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
-    """torch threads."""
+    threads: int = Field(default_factory=available_cpus, ge=1)
+    """torch threads (default: the CPUs this process may use, its cgroup quota included)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Precision of the weights and KV cache; auto: bfloat16 where the CPU or GPU computes it
     natively (half the memory traffic per token), else float32."""
