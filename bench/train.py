@@ -60,6 +60,7 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(cores)}
     peak = {p: matmul_flops(cores, getattr(torch, p)) for p in ("float32", "bfloat16")}
     rate: dict[str, float] = {}
+    wall: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = prepare(root / "data", VOCAB)
@@ -71,8 +72,7 @@ def main() -> None:
             return measure([*cmd, "--threads", str(cores), "--precision", precision, *extra], env)
 
         for precision in ("float32", "bfloat16"):
-            rate[precision], _ = single(precision, precision)
-        eager_wall = single("eager", auto)[1]
+            rate[precision], wall[precision] = single(precision, precision)
         compiled, compiled_wall = single("compiled", auto, "--compile")
         ddp_cmd = [
             *(str(BIN / "torchrun"), "--standalone", f"--nproc-per-node={cores}", "-m", "llmos_runtime.train"),
@@ -94,7 +94,7 @@ def main() -> None:
     print(f"MFU of auto ({auto}) against its peak: {mfu[auto]:.1%}")
     print(
         f"torch.compile / eager ({auto}): {compiled / rate[auto]:.2f} steady; "
-        f"{STEPS} steps took {compiled_wall:.0f} s compiled vs {eager_wall:.0f} s eager"
+        f"{STEPS} steps took {compiled_wall:.0f} s compiled vs {wall[auto]:.0f} s eager"
     )
     print(f"{cores} ranks x 1 thread (DDP, gloo, {auto}): {ddp:.0f} tokens/s")
     scaling = ddp / rate[auto]

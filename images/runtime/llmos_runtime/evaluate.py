@@ -87,11 +87,19 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     manifest = json.loads(manifest_path.read_text())
     model = load_model(args.version).eval()
     precision = compute_precision(args.precision, detect())
+    with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16"):
+        metrics, samples = measure(args, manifest, model)
+    return {"metrics": metrics, "samples": samples, "precision": precision}
+
+
+def measure(
+    args: argparse.Namespace, manifest: dict[str, Any], model: LlamaModel
+) -> tuple[dict[str, float], list[str]]:
+    """The metrics and the samples of a version, in the precision of the caller's autocast."""
     tokenizer = load_tokenizer(args.version)
     seq_len = min(args.sequence_length, model.config.context_length)
     tokens = np.memmap(args.data / "val.bin", dtype=manifest["dtype"], mode="r")
-    with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16"):
-        loss = validation_loss(model, tokens, seq_len, args.batch_size, args.max_batches)
+    loss = validation_loss(model, tokens, seq_len, args.batch_size, args.max_batches)
     bytes_per_token = manifest["val_bytes"] / manifest["val_tokens"]
     metrics = {
         "validationLoss": round(loss, 6),
@@ -99,9 +107,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "bitsPerByte": round(loss / math.log(2) / bytes_per_token, 6),
     }
     prompt = tokenizer.encode("\n").ids or [0]
-    with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16"):
-        samples = [tokenizer.decode(sample(model, prompt, args.sample_tokens, seed=i)) for i in range(args.samples)]
-    return {"metrics": metrics, "samples": samples, "precision": precision}
+    samples = [tokenizer.decode(sample(model, prompt, args.sample_tokens, seed=i)) for i in range(args.samples)]
+    return metrics, samples
 
 
 @exits_cleanly_on_usage_error

@@ -58,7 +58,7 @@ class AppState:
 def build_engine(settings: ServeSettings, on_finish: Callable[[Sequence, str], None] | None = None) -> Engine:
     """The model from disk in an engine sized by the settings, kernels warmed up."""
     torch.set_num_threads(settings.threads)
-    model = load_model(settings.model, serving_dtype(settings.dtype, detect()))
+    model = load_model(settings.model, serving_dtype(settings.dtype, detect("cpu")))  # the engine computes on the CPU
     engine = Engine(
         model, max_running=settings.max_concurrent_requests, max_waiting=settings.max_queue, on_finish=on_finish
     )
