@@ -12,10 +12,16 @@ tokens, 128 output tokens each.
   (staggered start, 3 requests each, first round left out); the same-instant burst is shown too
 - HTTP/SSE overhead: single-stream TPOT over HTTP ÷ in-process engine step
 - roofline: single-stream decode tokens/s × weight bytes ÷ copy bandwidth measured here
+- precision: the same server in float32, bfloat16 and int8 (`--quantization int8`), one
+  stream and 16 streams each; int8 ÷ bfloat16 and int8 ÷ float32 tokens/s, int8 decode
+  against the roofline of its int8 weight bytes, and the version's size per variant
+
+    uv run python bench/serve.py --only precision     (just the precision table)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import json
@@ -28,10 +34,11 @@ from pathlib import Path
 import httpx
 import torch
 from common import BIN, memory_bandwidth, percentile, prepare
-from llmos_runtime.hardware import detect, serving_dtype
+from llmos_contract.config import Export
+from llmos_runtime.hardware import detect, int8_compute, serving_dtype
 from llmos_runtime.model import LlamaModel, ModelConfig, Segment, SequenceCache
 from llmos_runtime.serve.engine import Engine, SamplingParams, Sequence, TokenEvent
-from llmos_runtime.version import load_model, save_version
+from llmos_runtime.version import INT8_DIR, load_model, read_lineage, save_version
 
 CLIENTS, PROMPT, OUTPUT, THREADS = 16, 128, 128, os.cpu_count() or 1
 
@@ -42,7 +49,9 @@ def make_model(root: Path) -> Path:
     config = ModelConfig(vocab_size=vocab, hidden_size=768, num_layers=12, num_heads=12, context_length=1024)
     model = LlamaModel(config)
     model.init_weights(0)
-    return save_version(root / "gpt2-small", model, data / "tokenizer.json", {"job": "bench"})
+    save_version(root / "bf16", model, data / "tokenizer.json", {"job": "bench"}, Export(dtype="bfloat16"))
+    export = Export(dtype="float32", quantization=["int8"])
+    return save_version(root / "gpt2-small", model, data / "tokenizer.json", {"job": "bench"}, export)
 
 
 def prompts(vocab: int) -> list[list[int]]:
@@ -121,7 +130,7 @@ async def steady(base: str, batch: list[list[int]], rounds: int, ramp: float) ->
     return ttfts, gaps
 
 
-def start_server(model_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(model_dir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [
             str(BIN / "llmos-serve"),
@@ -137,6 +146,7 @@ def start_server(model_dir: Path, port: int) -> subprocess.Popen[bytes]:
             str(OUTPUT),
             "--max-concurrent-requests",
             str(CLIENTS),
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -150,10 +160,69 @@ def start_server(model_dir: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("server did not start")
 
 
+SERVED = {
+    "float32": ["--dtype", "float32"],
+    "bfloat16": ["--dtype", "bfloat16"],
+    "int8": ["--quantization", "int8"],  # --int8-compute auto: what this machine computes fastest
+    "int8 w8a8": ["--quantization", "int8", "--int8-compute", "w8a8"],
+    "int8 w8a16": ["--quantization", "int8", "--int8-compute", "w8a16"],
+}
+
+
+def precision_table(model_dir: Path, batch: list[list[int]], bandwidth: float) -> None:
+    """The same server and prompts in each precision, one after another in this run."""
+    single: dict[str, float] = {}
+    many: dict[str, float] = {}
+    for i, (name, flags) in enumerate(SERVED.items()):
+        server = start_server(model_dir, 8791 + i, *flags)
+        try:
+            base = f"http://127.0.0.1:{8791 + i}"
+            asyncio.run(concurrent(base, batch[:2]))  # warm-up
+            gaps = [g for ids in batch[:2] for g in asyncio.run(concurrent(base, [ids]))[2]]
+            single[name] = 1 / percentile(gaps, 50)
+            wall, _, _ = asyncio.run(concurrent(base, batch))
+            many[name] = CLIENTS * OUTPUT / wall
+        finally:
+            server.terminate()
+            server.wait(60)
+        print(f"{name:>10}: 1 stream {single[name]:6.1f} tokens/s (p50 TPOT)   16 streams {many[name]:6.1f} tokens/s")
+    auto = int8_compute("auto", detect())
+    print(f"int8 computes {auto} here (--int8-compute auto)")
+    for base_name in ("bfloat16", "float32"):
+        print(
+            f"int8 / {base_name}: {single['int8'] / single[base_name]:.2f}x at 1 stream, "
+            f"{many['int8'] / many[base_name]:.2f}x at 16 streams  (goal vs bfloat16: >= 1.5x and >= 1.3x)"
+        )
+    int8_model = load_model(model_dir, quantization="int8")
+    int8_bytes = sum(b.numel() * b.element_size() for b in int8_model.buffers() if b.dtype == torch.int8)
+    # (the embedding is a lookup of one row per token: not part of what decode streams)
+    print(
+        f"int8 decode roofline: {single['int8']:.1f} tokens/s x {int8_bytes / 1e6:.0f} MB of int8 weights / "
+        f"{bandwidth / 1e9:.1f} GB/s = {single['int8'] * int8_bytes / bandwidth:.0%}"
+    )
+    sizes = {
+        "float32": read_lineage(model_dir)["variants"]["float32"]["bytes"],
+        "bfloat16": read_lineage(model_dir.parent / "bf16")["variants"]["bfloat16"]["bytes"],
+        "int8": (model_dir / INT8_DIR / "model.safetensors").stat().st_size,
+    }
+    print(
+        "version size float32 : bfloat16 : int8 = "
+        + " : ".join(f"{sizes[k] / 1e6:.0f} MB" for k in sizes)
+        + f" = 1 : {sizes['bfloat16'] / sizes['float32']:.2f} : {sizes['int8'] / sizes['float32']:.2f}"
+    )
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=["precision"], help="run one part of the benchmark")
+    args = parser.parse_args()
     torch.set_num_threads(THREADS)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = make_model(Path(tmp))
+        if args.only == "precision":
+            batch = prompts(load_model(model_dir).config.vocab_size)
+            precision_table(model_dir, batch, memory_bandwidth(THREADS))
+            return
 
         dtype = serving_dtype("auto", detect())  # what llmos-serve picks on this machine; the naive loop uses it too
         model = load_model(model_dir, dtype).eval()
@@ -175,6 +244,7 @@ def main() -> None:
             server.wait(60)
         # In-process step measured before and after the HTTP runs: the machine's speed drifts.
         step = (step_before + engine_step_seconds(model, batch[0])) / 2
+        precision_table(model_dir, batch, bandwidth)
     ttft1 = [t for s in singles for t in s[1]]
     tpot1 = [g for s in singles for g in s[2]]
     tokens = CLIENTS * OUTPUT

@@ -74,7 +74,8 @@ TINY_ARCH = [
 
 @pytest.fixture(scope="session")
 def tiny_version(tmp_path_factory: pytest.TempPathFactory, prepared: Path) -> Path:
-    """A 2-layer model trained for 60 steps: enough to make greedy text non-degenerate."""
+    """A 2-layer model trained for 60 steps (enough to make greedy text non-degenerate),
+    exported in bfloat16 with its int8 variant."""
     root = tmp_path_factory.mktemp("tiny")
     run_tool(
         "llmos-train",
@@ -96,6 +97,8 @@ def tiny_version(tmp_path_factory: pytest.TempPathFactory, prepared: Path) -> Pa
         "3e-3",
         "--log-every-steps",
         "20",
+        "--export-quantization",
+        "int8",
         *TINY_ARCH,
     )
     return root / "version"

@@ -15,8 +15,10 @@ from llmos.commands import JobPaths, Launcher, eval_command, prepare_command, se
 from llmos.validation import load_manifests
 from llmos_contract.config import (
     CHECKPOINT_PREFIX,
+    EXPORT_PREFIX,
     Architecture,
     Checkpointing,
+    Export,
     Hyperparameters,
     Limits,
     from_arguments,
@@ -89,6 +91,33 @@ def test_precision_reaches_training_and_evaluation(example: dict[str, object], p
         )
 
 
+@pytest.mark.parametrize(
+    "export",
+    [
+        Export(),
+        Export(dtype="float32", quantization=["int8"]),
+        Export(dtype="bfloat16", quantization=["int8"], gguf=["q8_0", "f32"]),
+    ],
+)
+def test_export_reaches_training(example: dict[str, object], export: Export) -> None:
+    """spec.export (lists included) parses back to itself on the trainer's command line."""
+    job, model = example["TrainingJob"], example["LanguageModel"]
+    assert isinstance(job, TrainingJob) and isinstance(model, LanguageModel)
+    job = job.model_copy(deep=True)
+    job.spec.export = export
+    args = train.parse_args(torchrun_script_args(train_command(job, model, PATHS, Launcher(1, 1))))
+    assert args.export == export == from_arguments(Export, args, EXPORT_PREFIX)
+
+
+@pytest.mark.parametrize("quantization", ["none", "int8"])
+def test_endpoint_quantization_reaches_the_server(example: dict[str, object], quantization: str) -> None:
+    endpoint = example["ModelEndpoint"]
+    assert isinstance(endpoint, ModelEndpoint)
+    endpoint = endpoint.model_copy(deep=True)
+    endpoint.spec.quantization = quantization  # type: ignore[assignment]
+    assert serve_cli.parse_args(serve_command(endpoint, "/m")[1:]).quantization == quantization
+
+
 def test_flags_use_the_crd_words(example: dict[str, object]) -> None:
     job = example["TrainingJob"]
     assert isinstance(job, TrainingJob)
@@ -137,8 +166,12 @@ def test_an_empty_key_file_refuses_to_start(tiny_version: Path, tmp_path: Path) 
 
 
 def test_evaluation_result_always_fits_a_termination_message() -> None:
+    many = {f"m{i:02d}" + "x" * 60: -1.234567890123e-300 for i in range(16)}
     biggest = EvaluationResult(
-        metrics={f"m{i:02d}" + "x" * 60: -1.234567890123e-300 for i in range(16)}, step=2**62, tokens_seen=2**62
+        metrics=many,
+        variants={f"v{j}" + "y" * 62: dict(list(many.items())[:4]) for j in range(2)},
+        step=2**62,
+        tokens_seen=2**62,
     )
     text = biggest.encode()
     assert len(text.encode()) < TERMINATION_MESSAGE_BYTES

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from llmos_runtime.quantize import quantization_of
 from llmos_runtime.serve.engine import Engine, QueueFull, SamplingParams, Sequence, TokenEvent
 from llmos_runtime.version import load_model, load_tokenizer
 
@@ -55,12 +56,24 @@ def generate(engine: Engine, prompts: list[list[int]], params: SamplingParams) -
     return [c.tokens for c in collectors]
 
 
-@pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+SERVED = {
+    "float32": (torch.float32, "none", "auto"),
+    "bfloat16": (torch.bfloat16, "none", "auto"),
+    "int8-w8a8": (torch.float32, "int8", "w8a8"),
+    "int8-w8a16": (torch.float32, "int8", "w8a16"),
+}
+
+
+@pytest.fixture(scope="module", params=list(SERVED))
 def engine(tiny_version: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """The engine in both serving precisions (bfloat16 is what `--dtype auto` picks on CPUs
-    with bf16 instructions, and on GPUs)."""
+    """The engine in every way it serves: float32, bfloat16 (what `--dtype auto` picks on CPUs
+    with bf16 instructions, and on GPUs) and the version's int8 variant computed both ways
+    (int8 activations per token with integer sums, and weight-only)."""
     torch.set_num_threads(2)
-    eng = Engine(load_model(tiny_version, request.param), max_running=16, max_waiting=4, prefill_chunk=24)
+    dtype, quantization, int8 = SERVED[request.param]
+    model = load_model(tiny_version, dtype, quantization, int8)
+    assert quantization_of(model) == request.param.split("-")[0]
+    eng = Engine(model, max_running=16, max_waiting=4, prefill_chunk=24)
     eng.start()
     yield eng
     eng.stop()

@@ -82,6 +82,12 @@ def test_train_evaluate_serve_and_answer(tmp_path: Path, corpus: Path) -> None:
         assert tj[1].split()[:3] == ["shakespeare-v1", "Succeeded", "30"]
         job = yaml.safe_load((state / "objects" / "trainingjobs" / "shakespeare-v1.yaml").read_text())
         assert job["status"]["progress"]["precision"] == compute_precision("auto", detect())  # what auto chose here
+        evaluation = job["status"]["evaluation"]  # the example exports an int8 variant: judged as served
+        assert evaluation["variants"]["int8"]["passed"] is True
+        int8_bpb = evaluation["variants"]["int8"]["metrics"]["bitsPerByte"]
+        assert abs(int8_bpb - evaluation["metrics"]["bitsPerByte"]) < 0.01 * evaluation["metrics"]["bitsPerByte"]
+        [version] = [p.parent for p in state.rglob("llmos.json") if p.parent.name == "v1"]
+        assert (version / "int8" / "config.json").is_file() and (version / "model-q8_0.gguf").is_file()
         lm = llmos(state, "get", "lm", "shakespeare").stdout.splitlines()
         assert lm[1].split()[:3] == ["shakespeare", "v1", "v1"]
         me = llmos(state, "get", "me").stdout.splitlines()[1].split()

@@ -112,7 +112,12 @@ def example(world: World, *kinds: str) -> None:
             world.store.apply(manifest.obj)
 
 
-def run_chain(world: World, name: str = "shakespeare-v1", metrics: dict[str, float] | None = None) -> dict[str, Any]:
+def run_chain(
+    world: World,
+    name: str = "shakespeare-v1",
+    metrics: dict[str, float] | None = None,
+    variants: dict[str, dict[str, float]] | None = None,
+) -> dict[str, Any]:
     ex = world.executor
     world.reconcile("LanguageModel", "shakespeare")
     assert world.reconcile("TrainingJob", name)["phase"] == "Preparing"
@@ -120,7 +125,7 @@ def run_chain(world: World, name: str = "shakespeare-v1", metrics: dict[str, flo
     assert world.reconcile("TrainingJob", name)["phase"] == "Training"
     ex.finish("train")
     assert world.reconcile("TrainingJob", name)["phase"] == "Evaluating"
-    result = RESULT if metrics is None else EvaluationResult(metrics=metrics, step=300, tokens_seen=9)
+    result = EvaluationResult(metrics=metrics or RESULT.metrics, variants=variants or {}, step=300, tokens_seen=9)
     ex.finish("evaluate", message=result.encode())
     return world.reconcile("TrainingJob", name)
 
@@ -258,6 +263,32 @@ def test_an_endpoint_on_latest_keeps_serving_with_keep_versions_1(world: World) 
     assert served["servedVersion"] == "v2" and served["phase"] == "Ready"
     model_status = world.reconcile("LanguageModel", "shakespeare")
     assert model_status["latestVersion"] == "v2" and model_status["allocatedVersions"] == 2
+
+
+def test_an_int8_endpoint_follows_the_versions_whose_int8_variant_passed(world: World) -> None:
+    """The gate applies to what is served: an int8 endpoint judges each version's int8 variant."""
+    example(world, "LanguageModel", "TrainingJob")
+    endpoint = yaml.safe_load((REPO / "examples" / "shakespeare" / "endpoint.yaml").read_text())
+    endpoint["spec"]["quantization"] = "int8"
+    world.store.apply(ModelEndpoint.model_validate(endpoint))
+    bad_int8 = {"int8": {"bitsPerByte": 2.7, "validationLoss": 1.1, "perplexity": 3.0}}
+    job = run_chain(world, variants=bad_int8)  # the version passes, its int8 variant does not
+    assert job["evaluation"]["passed"] is True
+    assert job["evaluation"]["variants"]["int8"]["passed"] is False
+    assert "bitsPerByte <= 2.5 (got 2.7)" in job["evaluation"]["variants"]["int8"]["reason"]
+    waiting = world.reconcile("ModelEndpoint", "shakespeare")
+    assert waiting["phase"] == "WaitingForModel" and world.executor.served == []
+    available = {cond["type"]: cond for cond in waiting["conditions"]}["ModelAvailable"]
+    assert "no version whose int8 variant passed its gate" in available["message"]
+    second = yaml.safe_load((REPO / "examples" / "shakespeare" / "training.yaml").read_text())
+    second["metadata"]["name"] = "shakespeare-v2"
+    world.store.apply(TrainingJob.model_validate(second))
+    good_int8 = {"int8": {"bitsPerByte": 2.01, "validationLoss": 1.0, "perplexity": 2.7}}
+    run_chain(world, "shakespeare-v2", variants=good_int8)
+    served = world.reconcile("ModelEndpoint", "shakespeare")
+    assert served["servedVersion"] == "v2" and served["phase"] == "Ready"
+    model = world.reconcile("LanguageModel", "shakespeare")
+    assert model["versions"][1]["evaluation"]["variants"]["int8"]["metrics"]["bitsPerByte"] == 2.01
 
 
 def test_a_new_run_of_the_same_name_gets_a_new_version(world: World) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from llmos_runtime.hardware import detect, serving_dtype
 
 from tests.conftest import ServerProcess, start_server
 
@@ -25,6 +26,24 @@ def client(server: ServerProcess) -> openai.OpenAI:
 def test_models(client: openai.OpenAI) -> None:
     models = client.models.list()
     assert [m.id for m in models.data] == ["tiny"]
+    auto = str(serving_dtype("auto", detect())).removeprefix("torch.")  # what --dtype auto picks here
+    assert models.data[0].model_extra == {"max_model_len": 256, "quantization": auto}
+
+
+@pytest.mark.parametrize("quantization", ["none", "int8"])
+def test_the_server_says_what_it_computes_with(tiny_version: Path, quantization: str) -> None:
+    """`--quantization int8` serves the version's int8 variant, and /v1/models says so."""
+    from fastapi.testclient import TestClient
+    from llmos_runtime.serve.app import build_engine, create_app
+    from llmos_runtime.serve.settings import ServeSettings
+
+    settings = ServeSettings(model=tiny_version, threads=1, quantization=quantization, dtype="float32")
+    app = create_app(settings, build_engine(settings))
+    with TestClient(app) as http:
+        card = http.get("/v1/models").json()["data"][0]
+        assert card["quantization"] == ("int8" if quantization == "int8" else "float32")
+        answer = http.post("/v1/completions", json={"model": card["id"], "prompt": "ROMEO:", "max_tokens": 4})
+        assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 4
 
 
 def test_completion_with_usage(client: openai.OpenAI) -> None:

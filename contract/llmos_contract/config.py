@@ -23,6 +23,19 @@ Precision = Literal["auto", "float32", "bfloat16"]
 computes it natively (GPUs with bfloat16, CPUs with AMX or AVX512-BF16), float32 elsewhere."""
 
 
+ExportDtype = Literal["float32", "bfloat16"]
+"""The dtype a version's weights are written in (training computes with float32 master weights)."""
+
+Variant = Literal["int8"]
+"""A compressed variant: int8 weights per output channel, int8 activations per token."""
+
+Quantization = Literal["none", Variant]
+"""What a server computes with: none (the version's weights) or a compressed variant."""
+
+GgufType = Literal["f32", "bf16", "q8_0"]
+"""A GGUF file's tensor type, as llama.cpp names it."""
+
+
 class Architecture(ApiModel):
     """A Llama-style decoder to train from scratch (Hugging Face LlamaConfig fields)."""
 
@@ -115,6 +128,20 @@ class Checkpointing(ApiModel):
 CHECKPOINT_PREFIX = "checkpoint-"
 
 
+class Export(ApiModel):
+    """How a version is written: its dtype and the compressed variants and files beside it."""
+
+    dtype: ExportDtype = "bfloat16"
+    """float32 or bfloat16 (half the bytes; what a GPU or a bfloat16 CPU serves anyway)."""
+    quantization: list[Variant] = Field(default_factory=list, max_length=1)
+    """Compressed variants to add: int8 (a directory int8/ in the compressed-tensors layout vLLM reads)."""
+    gguf: list[GgufType] = Field(default_factory=list, max_length=3)
+    """GGUF files to add for llama.cpp: f32, bf16, q8_0 (model-TYPE.gguf)."""
+
+
+EXPORT_PREFIX = "export-"
+
+
 class Limits(ApiModel):
     """Admission limits per server replica."""
 
@@ -140,6 +167,8 @@ def to_flags(settings: BaseModel, prefix: str = "") -> list[str]:
             continue
         if isinstance(value, bool):
             argv.append(flag(name, prefix) if value else flag(name, f"no-{prefix}"))
+        elif isinstance(value, list):
+            argv += [flag(name, prefix), *map(str, value)] if value else []
         else:
             argv += [flag(name, prefix), str(value)]
     return argv
@@ -149,6 +178,8 @@ def _scalar(annotation: Any) -> tuple[type, list[Any] | None]:
     """The argparse type of a field, and its choices for a Literal."""
     if get_origin(annotation) in (Union, types.UnionType):
         annotation = next(a for a in get_args(annotation) if a is not type(None))
+    if get_origin(annotation) is list:
+        return _scalar(get_args(annotation)[0])
     if get_origin(annotation) is Literal:
         choices = list(get_args(annotation))
         return type(choices[0]), choices
@@ -178,8 +209,15 @@ def add_arguments(parser: argparse.ArgumentParser, model: type[BaseModel], prefi
                 help=help_text,
             )
         else:
+            many = "*" if get_origin(field.annotation) is list else None
             group.add_argument(
-                flag(name, prefix), dest=_dest(name, prefix), type=kind, choices=choices, default=None, help=help_text
+                flag(name, prefix),
+                dest=_dest(name, prefix),
+                type=kind,
+                choices=choices,
+                nargs=many,
+                default=None,
+                help=help_text,
             )
 
 

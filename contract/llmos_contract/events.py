@@ -91,13 +91,17 @@ class EvaluationResult(BaseModel):
 
     metrics: dict[MetricName, float] = Field(max_length=16)
     """Metric name to value: bitsPerByte, validationLoss, perplexity."""
+    variants: dict[MetricName, Annotated[dict[MetricName, float], Field(max_length=4)]] = Field(
+        default_factory=dict, max_length=2
+    )
+    """The same metrics of each compressed variant (int8), measured as it is served."""
     step: int = Field(ge=0)
     """Optimizer steps of the evaluated version."""
     tokens_seen: int = Field(ge=0)
     """Training tokens the version has seen."""
 
     def encode(self) -> str:
-        """At most 16 names of 64 characters and 16 numbers: always far below 4096 bytes."""
+        """At most 16 + 2 × 5 names of 64 characters and 24 numbers: always below 4096 bytes."""
         text = self.model_dump_json()
         assert len(text.encode()) < TERMINATION_MESSAGE_BYTES
         return text

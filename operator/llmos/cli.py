@@ -213,6 +213,9 @@ def report(
         for key, value in metrics["metrics"].items():
             console.print(f"  {key}: {value:g}")
         console.print(f"  gate: {metrics['reason']}")
+        for variant, verdict in metrics.get("variants", {}).items():  # e.g. int8, measured as served
+            shown = ", ".join(f"{k} {v:g}" for k, v in verdict["metrics"].items())
+            console.print(f"  {variant}: {shown}; gate: {verdict['reason']}")
 
 
 @app.command()
@@ -241,6 +244,28 @@ def chat(
             console.print(piece, end="", markup=False, highlight=False)
         console.print()
         history.append({"role": "assistant", "content": reply})
+
+
+@app.command()
+def export(
+    version: Annotated[Path, typer.Argument(help="a version directory, e.g. .llmos/volumes/…/versions/v1")],
+    format: Annotated[str, typer.Option("--format", help="gguf (a file for llama.cpp) or int8 (the int8 variant)")],
+    type: Annotated[str, typer.Option("--type", help="GGUF tensor type: f32, bf16 or q8_0")] = "q8_0",
+    out: Annotated[Path | None, typer.Option("--out", help="the GGUF file (default: VERSION/model-TYPE.gguf)")] = None,
+) -> None:
+    """Write a version in another format beside it (what a TrainingJob's spec.export does)."""
+    import subprocess
+
+    from llmos.local.processes import resolve, runtime_env
+
+    env = runtime_env()
+    cmd = ["llmos-export", "--version", str(version), "--format", format, "--type", type]
+    try:
+        argv = resolve(cmd + (["--out", str(out)] if out else []), env)
+    except FileNotFoundError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(subprocess.run(argv, env=env).returncode)
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmos_contract import METRICS_FILE, PROGRESS_LOG, RESULT_FILE
-from llmos_contract.config import CHECKPOINT_PREFIX, to_flags
+from llmos_contract.config import CHECKPOINT_PREFIX, EXPORT_PREFIX, to_flags
 
 from llmos.api.language_model import LanguageModel
 from llmos.api.model_endpoint import ModelEndpoint
@@ -110,6 +110,7 @@ def train_command(job: TrainingJob, model: LanguageModel, paths: JobPaths, launc
         "cuda" if job.spec.resources.gpus_per_node else "cpu",
         *to_flags(job.spec.hyperparameters),
         *to_flags(job.spec.checkpoint, CHECKPOINT_PREFIX),
+        *to_flags(job.spec.export, EXPORT_PREFIX),
     ]
     if paths.init_from:
         cmd += ["--init-from", paths.init_from]
@@ -160,6 +161,8 @@ def serve_command(
         str(port),
         "--served-model-name",
         spec.served_model_name or spec.model_ref.name,
+        "--quantization",
+        spec.quantization,
         *to_flags(spec.limits),
     ]
     if api_key_file:

@@ -11,7 +11,7 @@ from llmos_contract.events import EvaluationResult
 
 from llmos import conditions as c
 from llmos.api.base import Condition, set_condition
-from llmos.api.language_model import Evaluation, LanguageModel, ModelVersion
+from llmos.api.language_model import Evaluation, LanguageModel, ModelVersion, Verdict
 from llmos.api.model_endpoint import LATEST, LATEST_PASSING, ModelEndpoint
 from llmos.api.training_job import Gate, TrainingJobStatus
 from llmos.storage import version_uri
@@ -42,16 +42,23 @@ def allocate_version(model: LanguageModel, run: str) -> tuple[str, bool]:
     return f"v{status.allocated_versions}", True
 
 
-def judge(gates: list[Gate], result: EvaluationResult) -> Evaluation:
-    """The runtime measured; this decides whether the version may be served."""
+def verdict(gates: list[Gate], metrics: dict[str, float]) -> Verdict:
     failed = []
     for gate in gates:
-        if gate.metric not in result.metrics:
+        if gate.metric not in metrics:
             failed.append(f"{gate} (not measured)")
-        elif not gate.holds(result.metrics):
-            failed.append(f"{gate} (got {result.metrics[gate.metric]:g})")
+        elif not gate.holds(metrics):
+            failed.append(f"{gate} (got {metrics[gate.metric]:g})")
     reason = "gate failed: " + "; ".join(failed) if failed else "all gates passed"
-    return Evaluation(metrics=result.metrics, passed=not failed, reason=reason)
+    return Verdict(metrics=metrics, passed=not failed, reason=reason)
+
+
+def judge(gates: list[Gate], result: EvaluationResult) -> Evaluation:
+    """The runtime measured; this decides whether the version, and each of its compressed
+    variants, may be served."""
+    main = verdict(gates, result.metrics)
+    variants = {name: verdict(gates, metrics) for name, metrics in result.variants.items()}
+    return Evaluation(metrics=main.metrics, passed=main.passed, reason=main.reason, variants=variants)
 
 
 def record_version(model: LanguageModel, version: ModelVersion, at: str) -> None:
@@ -126,14 +133,33 @@ class Selection:
     message: str
 
 
+def passed(version: ModelVersion, variant: str) -> bool:
+    """Whether the version's `variant` (none: the version itself) passed its gate."""
+    evaluation = version.evaluation
+    if evaluation is None:
+        return False
+    if variant == "none":
+        return evaluation.passed
+    return variant in evaluation.variants and evaluation.variants[variant].passed
+
+
 def select_version(endpoint: ModelEndpoint, model: LanguageModel | None) -> Selection:
-    wanted = endpoint.spec.model_ref.version
+    wanted, variant = endpoint.spec.model_ref.version, endpoint.spec.quantization
     if model is None:
         name = endpoint.spec.model_ref.name
         return Selection(None, c.REASON_MODEL_NOT_FOUND, f"LanguageModel {name!r} does not exist")
     versions = {v.name: v for v in model.status.versions}
+    served = "" if variant == "none" else f" ({variant})"
     if wanted == LATEST_PASSING:
-        if model.status.latest_passing_version is None:
+        candidates = [v for v in model.status.versions if passed(v, variant)]
+        if not candidates:
+            if variant != "none":
+                return Selection(
+                    None,
+                    c.REASON_NO_PASSING_VERSION,
+                    f"model {model.metadata.name!r} has no version whose {variant} variant passed its gate "
+                    f"(a TrainingJob makes one with spec.export.quantization: [{variant}])",
+                )
             failing = [f"{v.name}: {v.evaluation.reason}" for v in model.status.versions if v.evaluation]
             why = "; ".join(failing) if failing else "no version has been trained yet"
             return Selection(
@@ -141,7 +167,7 @@ def select_version(endpoint: ModelEndpoint, model: LanguageModel | None) -> Sele
                 c.REASON_NO_PASSING_VERSION,
                 f"model {model.metadata.name!r} has no version that passed its gate ({why})",
             )
-        chosen = versions[model.status.latest_passing_version]
+        chosen = candidates[-1]
     elif wanted == LATEST:
         if model.status.latest_version is None:
             return Selection(None, c.REASON_NO_PASSING_VERSION, "no version has been trained yet")
@@ -150,4 +176,4 @@ def select_version(endpoint: ModelEndpoint, model: LanguageModel | None) -> Sele
         if wanted not in versions:
             return Selection(None, c.REASON_VERSION_NOT_FOUND, f"version {wanted} does not exist")
         chosen = versions[wanted]
-    return Selection(chosen, c.REASON_SERVING, f"serving {model.metadata.name}@{chosen.name}")
+    return Selection(chosen, c.REASON_SERVING, f"serving {model.metadata.name}@{chosen.name}{served}")

@@ -31,6 +31,9 @@ def write_report(history: list[dict[str, Any]], metrics: dict[str, Any] | None, 
     if metrics:
         text = "\n".join(f"{k}: {v:g}" for k, v in metrics.get("metrics", {}).items())
         verdict = "passed" if metrics.get("passed") else "did not pass"
+        for variant, result in metrics.get("variants", {}).items():
+            bpb = result["metrics"].get("bitsPerByte")
+            text += f"\n{variant}: bitsPerByte {bpb:g}" if bpb is not None else ""
         ax.text(
             0.98,
             0.95,

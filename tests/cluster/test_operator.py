@@ -154,6 +154,27 @@ def test_chain_gate_and_rollout(cluster: Cluster, namespace: str, storage: None,
     lm = status(cluster, namespace, "lm", "shakespeare")
     assert [v["name"] for v in lm["versions"]] == ["v2", "v3"]  # keepVersions: 2 dropped v1
 
+    # int8: v3's int8 variant (the example exports one) passed the same gate; the endpoint
+    # switched to it serves it, and the server says so.
+    int8 = lm["versions"][1]["evaluation"]["variants"]["int8"]
+    assert int8["passed"] is True
+    assert abs(int8["metrics"]["bitsPerByte"] - lm["versions"][1]["evaluation"]["metrics"]["bitsPerByte"]) < 0.05
+    cluster.kubectl(
+        "patch", "-n", namespace, "me/shakespeare", "--type=merge", "-p", '{"spec": {"quantization": "int8"}}'
+    )
+
+    def serves_int8() -> bool:
+        try:
+            card = endpoint_client(cluster, namespace).models.list().data[0]
+        except openai.OpenAIError:
+            return False
+        return (card.model_extra or {}).get("quantization") == "int8"
+
+    wait_until("the endpoint to serve v3's int8 variant", serves_int8, log, 600)
+    assert status(cluster, namespace, "me", "shakespeare")["servedVersion"] == "v3"
+    answer = endpoint_client(cluster, namespace).completions.create(model="shakespeare", prompt="KING:", max_tokens=8)
+    assert answer.usage is not None and answer.usage.completion_tokens > 0
+
     for kind in ("modelendpoint", "trainingjob", "languagemodel"):
         cluster.kubectl("delete", "-n", namespace, kind, "--all", "--wait=true", "--timeout=120s")
     wait_until(

@@ -2,6 +2,9 @@
 
     llmos-eval --version DIR --data DIR --metrics-file metrics.json --result-file result.json
 
+Every variant the version carries (llmos.json `variants`: the int8 directory) is measured
+too, loaded as the server loads it, so its metrics are those of what will be served.
+
 Bits per byte divides the validation loss (nats per token) by ln 2 and by the split's bytes
 per token, so it compares models whatever their tokenizer (uniform bytes score 8).
 The runtime measures, the operator judges: no gate here. `--metrics-file` gets everything
@@ -80,20 +83,29 @@ def sample(model: LlamaModel, prompt_ids: list[int], tokens: int, seed: int) -> 
     return list(ids[0, len(prompt_ids) :].tolist())
 
 
+def served_variants(version: Path) -> dict[str, Path]:
+    """The compressed variants a server can load (name → directory), from the lineage."""
+    recorded = read_lineage(version).get("variants", {})
+    return {name: version / v["path"] for name, v in recorded.items() if name == "int8"}
+
+
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     manifest_path = args.data / MANIFEST
     if not manifest_path.is_file():
         raise UsageError(f"--data {args.data}: no {MANIFEST}; run llmos-prepare first")
     manifest = json.loads(manifest_path.read_text())
-    model = load_model(args.version).eval()
     precision = compute_precision(args.precision, detect())
     with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16"):
-        metrics, samples = measure(args, manifest, model)
-    return {"metrics": metrics, "samples": samples, "precision": precision}
+        metrics, samples = measure(args, manifest, load_model(args.version).eval())
+        variants = {
+            name: measure(args, manifest, load_model(path).eval(), samples=0)[0]
+            for name, path in served_variants(args.version).items()
+        }
+    return {"metrics": metrics, "samples": samples, "precision": precision, "variants": variants}
 
 
 def measure(
-    args: argparse.Namespace, manifest: dict[str, Any], model: LlamaModel
+    args: argparse.Namespace, manifest: dict[str, Any], model: LlamaModel, samples: int | None = None
 ) -> tuple[dict[str, float], list[str]]:
     """The metrics and the samples of a version, in the precision of the caller's autocast."""
     tokenizer = load_tokenizer(args.version)
@@ -107,8 +119,9 @@ def measure(
         "bitsPerByte": round(loss / math.log(2) / bytes_per_token, 6),
     }
     prompt = tokenizer.encode("\n").ids or [0]
-    samples = [tokenizer.decode(sample(model, prompt, args.sample_tokens, seed=i)) for i in range(args.samples)]
-    return metrics, samples
+    count = args.samples if samples is None else samples
+    texts = [tokenizer.decode(sample(model, prompt, args.sample_tokens, seed=i)) for i in range(count)]
+    return metrics, texts
 
 
 @exits_cleanly_on_usage_error
@@ -119,8 +132,15 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.metrics_file or args.version / "metrics.json", result)
     lineage = read_lineage(args.version)
     lineage["metrics"] = result["metrics"]
+    for name, metrics in result["variants"].items():
+        lineage["variants"][name]["metrics"] = metrics
     write_json(args.version / LINEAGE_FILE, lineage)
-    measured = EvaluationResult(metrics=result["metrics"], step=lineage["step"], tokens_seen=lineage["tokens_seen"])
+    measured = EvaluationResult(
+        metrics=result["metrics"],
+        variants=result["variants"],
+        step=lineage["step"],
+        tokens_seen=lineage["tokens_seen"],
+    )
     if args.result_file is not None:
         args.result_file.parent.mkdir(parents=True, exist_ok=True)
         args.result_file.write_text(measured.encode())

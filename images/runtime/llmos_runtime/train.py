@@ -31,8 +31,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from llmos_contract.config import (
     CHECKPOINT_PREFIX,
+    EXPORT_PREFIX,
     Architecture,
     Checkpointing,
+    Export,
     Hyperparameters,
     add_arguments,
     from_arguments,
@@ -62,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # the same types): flags, bounds, defaults and help come from there.
     add_arguments(p, Hyperparameters)
     add_arguments(p, Checkpointing, CHECKPOINT_PREFIX)
+    add_arguments(p, Export, EXPORT_PREFIX)
     add_arguments(p, Architecture)  # ignored with --init-from
     rt = p.add_argument_group("runtime")
     rt.add_argument("--nodes", type=int, default=1, help="must match the launcher's nnodes")
@@ -73,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     try:
         hyperparameters = from_arguments(Hyperparameters, args)
         checkpointing = from_arguments(Checkpointing, args, CHECKPOINT_PREFIX)
+        args.export = from_arguments(Export, args, EXPORT_PREFIX)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     vars(args).update(hyperparameters.model_dump())
@@ -318,7 +322,7 @@ def export(args: argparse.Namespace, model: LlamaModel, manifest: dict[str, Any]
         "parameters": model.num_parameters(),
     }
     args.version_dir.parent.mkdir(parents=True, exist_ok=True)
-    save_version(args.version_dir, model.cpu().float(), args.data / "tokenizer.json", lineage)
+    save_version(args.version_dir, model.cpu().float(), args.data / "tokenizer.json", lineage, args.export)
     write_json(args.checkpoint_dir / "exported.json", {"version_dir": str(args.version_dir)})
     report(ExportedEvent(step=step, version_dir=str(args.version_dir)))
 

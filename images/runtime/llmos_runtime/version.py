@@ -6,7 +6,11 @@ vN/
   tokenizer.json          `tokenizers` format
   tokenizer_config.json   special tokens and chat template
   generation_config.json
-  llmos.json              job, step, tokens seen, data sha256, hyperparameters, metrics
+  llmos.json              job, step, tokens seen, data sha256, hyperparameters, metrics,
+                          variants (name → path, bytes, metrics)
+  int8/                   the int8 variant (spec.export.quantization), a complete HF directory
+                          in the compressed-tensors layout
+  model-q8_0.gguf         GGUF files for llama.cpp (spec.export.gguf)
 """
 
 from __future__ import annotations
@@ -18,11 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from llmos_contract.config import Export
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 from llmos_runtime.errors import UsageError
+from llmos_runtime.hardware import detect, int8_compute, int8_weight_bits
 from llmos_runtime.model import LlamaModel, ModelConfig
+from llmos_runtime.quantize import (
+    int8_state_dict,
+    quantization_config,
+    quantize_model,
+    split_int8_state,
+)
 
 END_OF_TEXT = "<|endoftext|>"
 DEFAULT_CHAT_TEMPLATE = (
@@ -32,6 +44,8 @@ DEFAULT_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 LINEAGE_FILE = "llmos.json"
+WEIGHTS_FILE = "model.safetensors"
+INT8_DIR = "int8"
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -49,18 +63,17 @@ def state_dict_for_export(model: LlamaModel) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_version(directory: Path, model: LlamaModel, tokenizer_file: Path, lineage: dict[str, Any]) -> Path:
-    """Write a complete version directory atomically; returns its path."""
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    cfg = model.config
-    write_json(tmp / "config.json", cfg.to_hf())
-    save_file(state_dict_for_export(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    shutil.copyfile(tokenizer_file, tmp / "tokenizer.json")
+def _write_hf_directory(
+    directory: Path, config: dict[str, Any], state: dict[str, torch.Tensor], tokenizer_file: Path, cfg: ModelConfig
+) -> int:
+    """config.json, weights, tokenizer and generation config; returns the weights' bytes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json(directory / "config.json", config)
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    shutil.copyfile(tokenizer_file, directory / "tokenizer.json")
     eos = Tokenizer.from_file(str(tokenizer_file)).id_to_token(cfg.eos_token_id) or END_OF_TEXT
     write_json(
-        tmp / "tokenizer_config.json",
+        directory / "tokenizer_config.json",
         {
             "tokenizer_class": "PreTrainedTokenizerFast",
             "bos_token": eos,
@@ -70,10 +83,49 @@ def save_version(directory: Path, model: LlamaModel, tokenizer_file: Path, linea
         },
     )
     write_json(
-        tmp / "generation_config.json",
+        directory / "generation_config.json",
         {"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id, "do_sample": True},
     )
-    write_json(tmp / LINEAGE_FILE, lineage)
+    return (directory / WEIGHTS_FILE).stat().st_size
+
+
+def save_int8_variant(directory: Path, model: LlamaModel, tokenizer_file: Path, dtype: str) -> int:
+    """The int8 variant of a float model as its own HF directory; returns the weights' bytes."""
+    cfg = model.config
+    config = {**cfg.to_hf(), "torch_dtype": dtype, "tie_word_embeddings": False}
+    config["quantization_config"] = quantization_config()
+    state = int8_state_dict(model, getattr(torch, dtype))
+    return _write_hf_directory(directory, config, state, tokenizer_file, cfg)
+
+
+def save_version(
+    directory: Path,
+    model: LlamaModel,
+    tokenizer_file: Path,
+    lineage: dict[str, Any],
+    export: Export | None = None,
+) -> Path:
+    """Write a complete version directory atomically, with the variants `export` asks for;
+    the lineage records each variant's path and size. Returns the version's path."""
+    export = export or Export(dtype="float32")
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    cfg = model.config
+    dtype = getattr(torch, export.dtype)
+    state = {k: v.to(dtype) for k, v in state_dict_for_export(model).items()}
+    size = _write_hf_directory(tmp, {**cfg.to_hf(), "torch_dtype": export.dtype}, state, tokenizer_file, cfg)
+    variants: dict[str, dict[str, Any]] = {export.dtype: {"path": ".", "bytes": size}}
+    if "int8" in export.quantization:
+        size = save_int8_variant(tmp / INT8_DIR, model, tokenizer_file, export.dtype)
+        variants["int8"] = {"path": INT8_DIR, "bytes": size}
+    if export.gguf:
+        from llmos_runtime.gguf_export import write_gguf  # the gguf package only where GGUF is asked for
+
+        for kind in export.gguf:
+            path = write_gguf(tmp, tmp / f"model-{kind}.gguf", kind)
+            variants[f"gguf-{kind}"] = {"path": path.name, "bytes": path.stat().st_size}
+    write_json(tmp / LINEAGE_FILE, {**lineage, "dtype": export.dtype, "variants": variants})
     if directory.exists():
         shutil.rmtree(directory)
     os.replace(tmp, directory)
@@ -100,21 +152,47 @@ def load_weights(directory: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_model(directory: Path, dtype: torch.dtype = torch.float32) -> LlamaModel:
-    """Load a Hugging-Face-format Llama-family checkpoint (ours or pretrained)."""
+def is_int8_variant(directory: Path) -> bool:
+    path = directory / "config.json"
+    return path.is_file() and "quantization_config" in json.loads(path.read_text())
+
+
+def load_model(
+    directory: Path, dtype: torch.dtype = torch.float32, quantization: str = "none", int8: str = "auto"
+) -> LlamaModel:
+    """Load a Hugging-Face-format Llama-family checkpoint (ours or pretrained). With
+    `quantization="int8"` the version's int8 variant is loaded if it has one, else its float
+    weights are quantized now; an int8 variant's own directory always loads as int8.
+    `int8`: w8a8, w8a16 or auto (what this machine computes fastest: `hardware.int8_compute`)."""
+    variant = directory / INT8_DIR
+    if quantization == "int8" and is_int8_variant(variant):
+        directory = variant
+    stored_int8 = is_int8_variant(directory)
     config = read_config(directory)
     model = LlamaModel(config)
     state = load_weights(directory)
+    weights = None
+    if stored_int8:
+        state, weights = split_int8_state(state)
     if config.tie_embeddings:
         state.pop("lm_head.weight", None)
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not (config.tie_embeddings and m == "lm_head.weight")]
+    missing = [
+        m
+        for m in missing
+        if not (config.tie_embeddings and m == "lm_head.weight") and m.removesuffix(".weight") not in (weights or {})
+    ]
     unexpected = [u for u in unexpected if not u.endswith("rotary_emb.inv_freq")]
     if missing or unexpected:
         raise UsageError(
             f"{directory}: weights do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    return model.to(dtype)
+    model = model.to(dtype)
+    if stored_int8 or quantization == "int8":
+        hardware = detect()
+        compute = int8_compute(int8, hardware)
+        quantize_model(model, weights, compute, int8_weight_bits(compute, hardware))
+    return model
 
 
 def load_tokenizer(directory: Path) -> Tokenizer:

@@ -64,8 +64,8 @@ class LanguageModelSpec(ApiModel):
     """Versions kept in status.versions, the latest passing one always among them (files stay on storage)."""
 
 
-class Evaluation(ApiModel):
-    """The evaluation of one version."""
+class Verdict(ApiModel):
+    """Measured metrics and the gate's verdict on them."""
 
     metrics: dict[str, float] = Field(default_factory=dict)
     """Metric name to value, e.g. bitsPerByte, validationLoss, perplexity."""
@@ -73,6 +73,14 @@ class Evaluation(ApiModel):
     """Whether every gate held."""
     reason: str = ""
     """Why the gate failed, or 'all gates passed'."""
+
+
+class Evaluation(Verdict):
+    """The evaluation of one version."""
+
+    variants: dict[str, Verdict] = Field(default_factory=dict)
+    """The same gate on each compressed variant (int8), measured as the server computes it;
+    an endpoint serving a variant follows that variant's verdict."""
 
 
 class ModelVersion(ApiModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from llmos_contract.config import Limits
+from llmos_contract.config import Limits, Quantization
 from pydantic import Field
 
 from llmos.api.base import ApiModel, Condition, ObjectMeta, Rule
@@ -99,6 +99,10 @@ class ModelEndpointSpec(ApiModel):
     """The model and version to serve."""
     runtime: Literal["builtin", "vllm"] = "builtin"
     """builtin (llmos-serve, CPU or GPU) or vllm (GPU clusters)."""
+    quantization: Quantization = "none"
+    """none (the version's weights) or int8 (int8 weights and per-token int8 activations: the
+    int8 variant of spec.export.quantization, following the newest version whose int8 variant
+    passed its gate)."""
     served_model_name: str | None = Field(default=None, max_length=256)
     """The model name clients send (default: the LanguageModel's name)."""
     replicas: Replicas = Field(default_factory=Replicas)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from llmos_contract.config import Checkpointing, Hyperparameters
+from llmos_contract.config import Checkpointing, Export, Hyperparameters
 from llmos_contract.events import ProgressEvent
 from pydantic import Field
 
@@ -137,6 +137,8 @@ class TrainingJobSpec(ApiModel):
     """Group restarts (from the last checkpoint) before the job fails."""
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     """Evaluation and gate."""
+    export: Export = Field(default_factory=Export)
+    """The version's dtype and its compressed variants (each evaluated and gated as served)."""
 
 
 class Progress(ApiModel):

@@ -58,7 +58,8 @@ class AppState:
 def build_engine(settings: ServeSettings, on_finish: Callable[[Sequence, str], None] | None = None) -> Engine:
     """The model from disk in an engine sized by the settings, kernels warmed up."""
     torch.set_num_threads(settings.threads)
-    model = load_model(settings.model, serving_dtype(settings.dtype, detect("cpu")))  # the engine computes on the CPU
+    dtype = serving_dtype(settings.dtype, detect("cpu"))  # the engine computes on the CPU
+    model = load_model(settings.model, dtype, settings.quantization, settings.int8_compute)
     engine = Engine(
         model, max_running=settings.max_concurrent_requests, max_waiting=settings.max_queue, on_finish=on_finish
     )
@@ -125,7 +126,8 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     @app.get("/v1/models", responses=ERROR_RESPONSES)
     async def models() -> ModelList:
         s = server()
-        return ModelList(data=[ModelCard(id=s.name, created=now(), max_model_len=s.context)])
+        card = ModelCard(id=s.name, created=now(), max_model_len=s.context, quantization=s.quantization)
+        return ModelList(data=[card])
 
     @app.post("/v1/completions", response_model=CompletionResponse, responses=STREAMING_RESPONSES)
     async def completions(req: CompletionRequest) -> Any:

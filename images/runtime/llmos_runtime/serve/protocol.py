@@ -133,6 +133,8 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str = "llmos"
     max_model_len: int
+    quantization: str
+    """What the server computes with: int8, or the weights' dtype (float32, bfloat16)."""
 
 
 class ModelList(BaseModel):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from tokenizers import Tokenizer
 
+from llmos_runtime.quantize import quantization_of
 from llmos_runtime.serve.engine import Engine, QueueFull, SamplingParams, Sequence, TokenEvent
 from llmos_runtime.serve.errors import ApiError
 from llmos_runtime.serve.protocol import SamplingFields
@@ -42,6 +43,7 @@ class Server:
         self.name = name
         self.max_tokens = max_tokens
         self.context = engine.config.context_length
+        self.quantization = quantization_of(engine.model)
         self.eos = engine.config.eos_token_id
         self.draining = draining
         self.keepalive = 10.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from llmos_contract.config import Limits
+from llmos_contract.config import Limits, Quantization
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -45,6 +45,13 @@ class ServeSettings(BaseSettings, Limits):
     """SSE comment sent when a stream has been silent this long (long prefill)."""
     threads: int = Field(default_factory=available_cpus, ge=1)
     """torch threads (default: the CPUs this process may use, its cgroup quota included)."""
+    quantization: Quantization = "none"
+    """none or int8: the version's int8 variant (quantized at load if it has none), int8
+    weights with a scale per output channel."""
+    int8_compute: Literal["auto", "w8a8", "w8a16"] = "auto"
+    """How int8 weights are multiplied: w8a8 (int8 activations per token, integer
+    accumulation), w8a16 (bfloat16 activations) or auto (w8a8 where int8 products are native:
+    GPUs, CPUs with VNNI or AMX; else w8a16)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Precision of the weights and KV cache; auto: bfloat16 where the CPU or GPU computes it
     natively (half the memory traffic per token), else float32."""
