@@ -37,8 +37,9 @@ from common import BIN, memory_bandwidth, percentile, prepare
 from llmos_contract.config import Export
 from llmos_runtime.hardware import detect, int8_compute, serving_dtype
 from llmos_runtime.model import LlamaModel, ModelConfig, Segment, SequenceCache
+from llmos_runtime.quantize import Int8Linear
 from llmos_runtime.serve.engine import Engine, SamplingParams, Sequence, TokenEvent
-from llmos_runtime.version import INT8_DIR, load_model, read_lineage, save_version
+from llmos_runtime.version import load_model, read_lineage, save_version
 
 CLIENTS, PROMPT, OUTPUT, THREADS = 16, 128, 128, os.cpu_count() or 1
 
@@ -49,9 +50,10 @@ def make_model(root: Path) -> Path:
     config = ModelConfig(vocab_size=vocab, hidden_size=768, num_layers=12, num_heads=12, context_length=1024)
     model = LlamaModel(config)
     model.init_weights(0)
-    save_version(root / "bf16", model, data / "tokenizer.json", {"job": "bench"}, Export(dtype="bfloat16"))
-    export = Export(dtype="float32", quantization=["int8"])
-    return save_version(root / "gpt2-small", model, data / "tokenizer.json", {"job": "bench"}, export)
+    # The default export (bfloat16 with its int8 variant): the int8 rows serve this one's int8/.
+    export = Export(dtype="bfloat16", quantization=["int8"])
+    save_version(root / "bf16", model, data / "tokenizer.json", {"job": "bench"}, export)
+    return save_version(root / "gpt2-small", model, data / "tokenizer.json", {"job": "bench"}, Export(dtype="float32"))
 
 
 def prompts(vocab: int) -> list[list[int]]:
@@ -173,8 +175,9 @@ def precision_table(model_dir: Path, batch: list[list[int]], bandwidth: float) -
     """The same server and prompts in each precision, one after another in this run."""
     single: dict[str, float] = {}
     many: dict[str, float] = {}
+    int8_dir = model_dir.parent / "bf16"
     for i, (name, flags) in enumerate(SERVED.items()):
-        server = start_server(model_dir, 8791 + i, *flags)
+        server = start_server(int8_dir if name.startswith("int8") else model_dir, 8791 + i, *flags)
         try:
             base = f"http://127.0.0.1:{8791 + i}"
             asyncio.run(concurrent(base, batch[:2]))  # warm-up
@@ -193,8 +196,8 @@ def precision_table(model_dir: Path, batch: list[list[int]], bandwidth: float) -
             f"int8 / {base_name}: {single['int8'] / single[base_name]:.2f}x at 1 stream, "
             f"{many['int8'] / many[base_name]:.2f}x at 16 streams  (goal vs bfloat16: >= 1.5x and >= 1.3x)"
         )
-    int8_model = load_model(model_dir, quantization="int8")
-    int8_bytes = sum(b.numel() * b.element_size() for b in int8_model.buffers() if b.dtype == torch.int8)
+    int8_model = load_model(int8_dir, quantization="int8")
+    int8_bytes = sum(m.weight_bytes for m in int8_model.modules() if isinstance(m, Int8Linear))
     # (the embedding is a lookup of one row per token: not part of what decode streams)
     print(
         f"int8 decode roofline: {single['int8']:.1f} tokens/s x {int8_bytes / 1e6:.0f} MB of int8 weights / "
@@ -202,8 +205,8 @@ def precision_table(model_dir: Path, batch: list[list[int]], bandwidth: float) -
     )
     sizes = {
         "float32": read_lineage(model_dir)["variants"]["float32"]["bytes"],
-        "bfloat16": read_lineage(model_dir.parent / "bf16")["variants"]["bfloat16"]["bytes"],
-        "int8": (model_dir / INT8_DIR / "model.safetensors").stat().st_size,
+        "bfloat16": read_lineage(int8_dir)["variants"]["bfloat16"]["bytes"],
+        "int8": read_lineage(int8_dir)["variants"]["int8"]["bytes"],
     }
     print(
         "version size float32 : bfloat16 : int8 = "

@@ -70,8 +70,8 @@ def engine(tiny_version: Path, request: pytest.FixtureRequest) -> Iterator[Engin
     with bf16 instructions, and on GPUs) and the version's int8 variant computed both ways
     (int8 activations per token with integer sums, and weight-only)."""
     torch.set_num_threads(2)
-    dtype, quantization, int8 = SERVED[request.param]
-    model = load_model(tiny_version, dtype, quantization, int8)
+    dtype, quantization, int8_compute = SERVED[request.param]
+    model = load_model(tiny_version, dtype, quantization, int8_compute)
     assert quantization_of(model) == request.param.split("-")[0]
     eng = Engine(model, max_running=16, max_waiting=4, prefill_chunk=24)
     eng.start()

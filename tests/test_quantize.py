@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,10 @@ import pytest
 import torch
 from llmos_contract.config import Export
 from llmos_contract.events import EvaluationResult
+from llmos_runtime.errors import UsageError
 from llmos_runtime.evaluate import validation_loss
 from llmos_runtime.gguf_export import gguf_name, rope_permute
-from llmos_runtime.hardware import Hardware, int8_compute, int8_weight_bits
+from llmos_runtime.hardware import Hardware, detect, int8_compute, int8_weight_bits
 from llmos_runtime.model import LlamaModel
 from llmos_runtime.quantize import Int8Linear, int8_compute_of, quantization_of, quantize_tokens, quantize_weight
 from llmos_runtime.version import INT8_DIR, load_model, load_weights, read_config, read_lineage, save_version
@@ -108,11 +110,14 @@ def test_the_int8_variant_is_written_in_the_compressed_tensors_layout(float_vers
     assert config["quantization_config"]["quant_method"] == "compressed-tensors"
     assert group["weights"]["strategy"] == "channel" and group["input_activations"]["strategy"] == "token"
     assert group["input_activations"]["dynamic"] is True
+    assert config["quantization_config"]["ignore"] == ["lm_head"]  # as llm-compressor writes it
     state = load_weights(float_version / INT8_DIR)
-    q = state["model.layers.0.self_attn.q_proj.weight"]
-    assert q.dtype == torch.int8 and state["model.layers.0.self_attn.q_proj.weight_scale"].shape == (q.shape[0], 1)
-    assert state["lm_head.weight"].dtype == torch.int8  # the output projection too
+    q, scale = state["model.layers.0.self_attn.q_proj.weight"], state["model.layers.0.self_attn.q_proj.weight_scale"]
+    assert q.dtype == torch.int8 and scale.shape == (q.shape[0], 1) and scale.dtype == torch.float32
     assert state["model.embed_tokens.weight"].dtype == torch.float32  # the lookup stays in the export dtype
+    assert "lm_head.weight" not in state and config["tie_word_embeddings"] is True  # tied: the embedding
+    served = load_model(float_version, quantization="int8")
+    assert isinstance(served.lm_head, Int8Linear)  # the output projection computes in int8 all the same
     variants = read_lineage(float_version)["variants"]
     assert variants["int8"]["path"] == INT8_DIR
     assert variants["int8"]["bytes"] == (float_version / INT8_DIR / "model.safetensors").stat().st_size
@@ -123,7 +128,7 @@ def test_the_int8_variant_is_written_in_the_compressed_tensors_layout(float_vers
 def test_serving_int8_loads_the_variant_or_quantizes(
     float_version: Path, tiny_version: Path, tmp_path: Path, compute: str
 ) -> None:
-    stored = load_model(float_version, quantization="int8", int8=compute)
+    stored = load_model(float_version, quantization="int8", int8_compute=compute)
     assert quantization_of(stored) == "int8" and int8_compute_of(stored) == compute
     assert (
         quantization_of(load_model(float_version)) == "float32" and int8_compute_of(load_model(float_version)) is None
@@ -131,10 +136,31 @@ def test_serving_int8_loads_the_variant_or_quantizes(
     assert quantization_of(load_model(float_version / INT8_DIR)) == "int8"  # the variant's own directory
     # A version without the variant is quantized at load: the same weights, the same numbers.
     plain = save_version(tmp_path / "plain", load_model(float_version), tiny_version / "tokenizer.json", {})
-    at_load = load_model(plain, quantization="int8", int8=compute)
+    at_load = load_model(plain, quantization="int8", int8_compute=compute)
     ids = torch.randint(0, stored.config.vocab_size, (2, 32), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         assert torch.equal(stored(ids), at_load(ids))
+
+
+def test_a_quantization_this_runtime_cannot_read_is_refused_by_name(float_version: Path, tmp_path: Path) -> None:
+    other = tmp_path / "fp8"
+    shutil.copytree(float_version / INT8_DIR, other)
+    config = json.loads((other / "config.json").read_text())
+    config["quantization_config"]["format"] = "float-quantized"
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageError, match="'compressed-tensors'/'float-quantized' is not supported"):
+        load_model(other)
+
+
+def test_the_server_computes_int8_the_way_the_evaluation_measured(float_version: Path, tmp_path: Path) -> None:
+    version = tmp_path / "v1"
+    shutil.copytree(float_version, version)
+    lineage = read_lineage(version)
+    for recorded in ("w8a8", "w8a16"):
+        lineage["variants"]["int8"]["compute"] = recorded
+        (version / "llmos.json").write_text(json.dumps(lineage))
+        assert int8_compute_of(load_model(version, quantization="int8")) == recorded  # auto follows the lineage
+    assert int8_compute_of(load_model(version, quantization="int8", int8_compute="w8a8")) == "w8a8"  # or the flag
 
 
 def test_int8_bits_per_byte_within_1_percent_of_float32(float_version: Path, prepared: Path, tmp_path: Path) -> None:
@@ -156,12 +182,16 @@ def test_int8_bits_per_byte_within_1_percent_of_float32(float_version: Path, pre
     full, int8 = result.metrics["bitsPerByte"], result.variants["int8"]["bitsPerByte"]
     assert abs(int8 - full) / full < 0.01, (full, int8)
     assert int8 != full  # it was measured, not copied
-    assert read_lineage(float_version)["variants"]["int8"]["metrics"] == result.variants["int8"]
+    recorded = read_lineage(float_version)["variants"]["int8"]
+    assert recorded["metrics"] == result.variants["int8"]
+    assert recorded["compute"] == int8_compute("auto", detect())  # what the server's auto will follow
     # The other int8 computation (what auto does not pick on this machine) holds the bound too.
     manifest = json.loads((prepared / "manifest.json").read_text())
     tokens = np.memmap(prepared / "val.bin", dtype=manifest["dtype"], mode="r")
     losses = {
-        compute: validation_loss(load_model(float_version, quantization="int8", int8=compute), tokens, 128, 8, 50)
+        compute: validation_loss(
+            load_model(float_version, quantization="int8", int8_compute=compute), tokens, 128, 8, 50
+        )
         for compute in ("w8a8", "w8a16")
     }
     float_loss = result.metrics["validationLoss"]
@@ -207,6 +237,7 @@ def test_gguf_export_reads_back_with_the_version_tensors(kind: str, float_versio
     tokens = [bytes(fields["tokenizer.ggml.tokens"].parts[i]).decode() for i in fields["tokenizer.ggml.tokens"].data]
     vocab = json.loads((float_version / "tokenizer.json").read_text())["model"]["vocab"]
     assert len(tokens) == config["vocab_size"] and all(tokens[i] == t for t, i in vocab.items())
+    assert bytes(fields["tokenizer.ggml.pre"].parts[-1]).decode() == "gpt-2"  # the split prepare.py trains with
     assert len(fields["tokenizer.ggml.merges"].data) > 0
     assert scalar("tokenizer.ggml.eos_token_id") == config["eos_token_id"]
 
@@ -243,6 +274,8 @@ def test_export_adds_an_int8_variant_to_an_existing_version(tiny_version: Path, 
     assert quantization_of(load_model(plain, quantization="int8")) == "int8"
     variants = read_lineage(plain)["variants"]
     assert variants["int8"]["bytes"] == (plain / INT8_DIR / "model.safetensors").stat().st_size
+    again = run_tool("llmos-export", "--version", plain, "--format", "int8", check=False)
+    assert again.returncode == 2 and "already has an int8 variant" in again.stderr  # its verdict stays true
     run_tool("llmos", "export", plain, "--format", "gguf", "--type", "q8_0")  # the CLI of the product
     assert read_lineage(plain)["variants"]["gguf-q8_0"]["bytes"] == (plain / "model-q8_0.gguf").stat().st_size
     bad = run_tool("llmos", "export", tmp_path, "--format", "gguf", check=False)

@@ -289,6 +289,33 @@ def test_an_int8_endpoint_follows_the_versions_whose_int8_variant_passed(world: 
     assert served["servedVersion"] == "v2" and served["phase"] == "Ready"
     model = world.reconcile("LanguageModel", "shakespeare")
     assert model["versions"][1]["evaluation"]["variants"]["int8"]["metrics"]["bitsPerByte"] == 2.01
+    job = world.reconcile("TrainingJob", "shakespeare-v2")
+    assert job["message"] == "shakespeare@v2 passed its gate; its int8 variant passed"
+
+
+def test_an_int8_endpoint_keeps_its_version_and_never_serves_an_unmeasured_variant(world: World) -> None:
+    """keepVersions prunes old versions but not the one an int8 endpoint follows; a pinned
+    version without an evaluated int8 variant is refused, not quantized blind."""
+    model = yaml.safe_load((REPO / "examples" / "shakespeare" / "model.yaml").read_text())
+    model["spec"]["keepVersions"] = 1
+    world.store.apply(LanguageModel.model_validate(model))
+    endpoint = yaml.safe_load((REPO / "examples" / "shakespeare" / "endpoint.yaml").read_text())
+    endpoint["spec"]["quantization"] = "int8"
+    world.store.apply(ModelEndpoint.model_validate(endpoint))
+    example(world, "TrainingJob")
+    run_chain(world, variants={"int8": {"bitsPerByte": 2.0, "validationLoss": 1.0, "perplexity": 2.7}})
+    second = yaml.safe_load((REPO / "examples" / "shakespeare" / "training.yaml").read_text())
+    second["metadata"]["name"] = "shakespeare-v2"
+    world.store.apply(TrainingJob.model_validate(second))
+    run_chain(world, "shakespeare-v2")  # passes, but has no int8 variant
+    versions = [v["name"] for v in world.reconcile("LanguageModel", "shakespeare")["versions"]]
+    assert versions == ["v1", "v2"]  # v1 stays: it is what the int8 endpoint serves
+    assert world.reconcile("ModelEndpoint", "shakespeare")["servedVersion"] == "v1"
+    endpoint["spec"]["modelRef"]["version"] = "v2"
+    world.store.apply(ModelEndpoint.model_validate(endpoint))
+    status = world.reconcile("ModelEndpoint", "shakespeare")
+    available = {cond["type"]: cond for cond in status["conditions"]}["ModelAvailable"]
+    assert available["status"] == "False" and "v2 has no evaluated int8 variant" in available["message"]
 
 
 def test_a_new_run_of_the_same_name_gets_a_new_version(world: World) -> None:

@@ -80,10 +80,13 @@ def record_version(model: LanguageModel, version: ModelVersion, at: str) -> None
 
 
 def prune_versions(model: LanguageModel) -> None:
-    """Drop the oldest versions beyond spec.keepVersions; the latest and the latest passing
-    version always stay (so with keepVersions 1 both may be kept)."""
+    """Drop the oldest versions beyond spec.keepVersions; the latest, the latest passing and
+    the latest whose int8 variant passed always stay (so with keepVersions 1 all may be kept)."""
     status = model.status
     kept = {status.latest_version, status.latest_passing_version}
+    for variant in {name for v in status.versions if v.evaluation for name in v.evaluation.variants}:
+        passing = [v.name for v in status.versions if variant_passed(v, variant)]
+        kept.update(passing[-1:])  # what an endpoint serving that variant follows
     while len(status.versions) > model.spec.keep_versions:
         oldest = next((v for v in status.versions if v.name not in kept), None)
         if oldest is None:
@@ -110,12 +113,17 @@ def complete_training(
     status.evaluation = evaluation
     passed = evaluation.passed
     reason = c.REASON_ALL_GATES_PASSED if passed else c.REASON_GATE_FAILED
-    status.conditions = set_condition(status.conditions, c.GATE_PASSED, passed, reason, evaluation.reason, at)
+    variants = "".join(
+        f"; its {name} variant {'passed' if v.passed else 'did not: ' + v.reason}"
+        for name, v in evaluation.variants.items()
+    )
+    message = evaluation.reason + variants
+    status.conditions = set_condition(status.conditions, c.GATE_PASSED, passed, reason, message, at)
     produced = f"produced {model.metadata.name}@{version.name}"
     status.conditions = set_condition(status.conditions, c.SUCCEEDED, True, c.REASON_COMPLETED, produced, at)
     status.phase, status.completion_time = "Succeeded", at
     verdict = "passed" if passed else "did not pass"
-    status.message = f"{model.metadata.name}@{version.name} {verdict} its gate"
+    status.message = f"{model.metadata.name}@{version.name} {verdict} its gate{variants}"
     return version
 
 
@@ -133,7 +141,7 @@ class Selection:
     message: str
 
 
-def passed(version: ModelVersion, variant: str) -> bool:
+def variant_passed(version: ModelVersion, variant: str) -> bool:
     """Whether the version's `variant` (none: the version itself) passed its gate."""
     evaluation = version.evaluation
     if evaluation is None:
@@ -151,7 +159,7 @@ def select_version(endpoint: ModelEndpoint, model: LanguageModel | None) -> Sele
     versions = {v.name: v for v in model.status.versions}
     served = "" if variant == "none" else f" ({variant})"
     if wanted == LATEST_PASSING:
-        candidates = [v for v in model.status.versions if passed(v, variant)]
+        candidates = [v for v in model.status.versions if variant_passed(v, variant)]
         if not candidates:
             if variant != "none":
                 return Selection(
@@ -176,4 +184,13 @@ def select_version(endpoint: ModelEndpoint, model: LanguageModel | None) -> Sele
         if wanted not in versions:
             return Selection(None, c.REASON_VERSION_NOT_FOUND, f"version {wanted} does not exist")
         chosen = versions[wanted]
+    evaluation = chosen.evaluation
+    if variant != "none" and (evaluation is None or variant not in evaluation.variants):
+        # Never an unmeasured variant: latest and pinned versions must have been evaluated as served.
+        return Selection(
+            None,
+            c.REASON_VERSION_NOT_FOUND,
+            f"{model.metadata.name}@{chosen.name} has no evaluated {variant} variant "
+            f"(a TrainingJob makes one with spec.export.quantization: [{variant}])",
+        )
     return Selection(chosen, c.REASON_SERVING, f"serving {model.metadata.name}@{chosen.name}{served}")

@@ -3,7 +3,8 @@
     llmos-eval --version DIR --data DIR --metrics-file metrics.json --result-file result.json
 
 Every variant the version carries (llmos.json `variants`: the int8 directory) is measured
-too, loaded as the server loads it, so its metrics are those of what will be served.
+too, loaded as the server loads it, so its metrics are those of what will be served; the
+int8 computation it used (w8a8 or w8a16) is recorded, and the server's `auto` follows it.
 
 Bits per byte divides the validation loss (nats per token) by ln 2 and by the split's bytes
 per token, so it compares models whatever their tokenizer (uniform bytes score 8).
@@ -31,6 +32,7 @@ from llmos_runtime.errors import UsageError, exits_cleanly_on_usage_error
 from llmos_runtime.hardware import available_cpus, compute_precision, detect
 from llmos_runtime.model import LlamaModel
 from llmos_runtime.prepare import MANIFEST
+from llmos_runtime.quantize import int8_compute_of
 from llmos_runtime.version import LINEAGE_FILE, load_model, load_tokenizer, read_lineage, write_json
 
 
@@ -97,11 +99,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     precision = compute_precision(args.precision, detect())
     with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16"):
         metrics, samples = measure(args, manifest, load_model(args.version).eval())
-        variants = {
-            name: measure(args, manifest, load_model(path).eval(), samples=0)[0]
-            for name, path in served_variants(args.version).items()
-        }
-    return {"metrics": metrics, "samples": samples, "precision": precision, "variants": variants}
+        variants, computes = {}, {}
+        for name, path in served_variants(args.version).items():
+            variant = load_model(path).eval()
+            variants[name] = measure(args, manifest, variant, samples=0)[0]
+            computes[name] = int8_compute_of(variant)
+    return {"metrics": metrics, "samples": samples, "precision": precision, "variants": variants, "computes": computes}
 
 
 def measure(
@@ -133,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     lineage = read_lineage(args.version)
     lineage["metrics"] = result["metrics"]
     for name, metrics in result["variants"].items():
-        lineage["variants"][name]["metrics"] = metrics
+        # The server's `--int8-compute auto` follows what was measured here.
+        lineage["variants"][name].update(metrics=metrics, compute=result["computes"][name])
     write_json(args.version / LINEAGE_FILE, lineage)
     measured = EvaluationResult(
         metrics=result["metrics"],

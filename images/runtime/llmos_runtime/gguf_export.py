@@ -5,7 +5,8 @@
 Tensor names and metadata follow llama.cpp's `llama` architecture: the tokenizer goes in as
 a byte-level BPE ("gpt2" model) with its merges, and q/k projections are permuted from
 Hugging Face's rotate-half layout to the interleaved pairs GGML's RoPE rotates. f32 keeps
-every tensor in float32; bf16 and q8_0 store matrices in that type, norms in float32.
+every tensor in float32; bf16 and q8_0 store matrices in that type, norms (and, for q8_0,
+matrices whose rows are not whole blocks of 32) in float32.
 """
 
 from __future__ import annotations
@@ -61,15 +62,17 @@ def _tokenizer(writer: gguf.GGUFWriter, version: Path, config: dict[str, Any]) -
         vocab[added["content"]] = added["id"]
         if added.get("special"):
             special.add(added["id"])
-    tokens = [""] * (max(vocab.values()) + 1)
+    size = max(config["vocab_size"], max(vocab.values()) + 1)
+    tokens = [f"[PAD{i}]" for i in range(size)]  # rows of the embedding no token uses (as llama.cpp pads)
+    unused = set(range(size)) - set(vocab.values())
     for token, index in vocab.items():
         tokens[index] = token
     merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"].get("merges", [])]
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("default")
+    writer.add_tokenizer_pre("gpt-2")  # prepare.py splits with ByteLevel's GPT-2 regex
     writer.add_token_list(tokens)
-    control, normal = int(gguf.TokenType.CONTROL), int(gguf.TokenType.NORMAL)
-    writer.add_token_types([control if i in special else normal for i in range(len(tokens))])
+    kinds = {i: gguf.TokenType.CONTROL for i in special} | {i: gguf.TokenType.UNUSED for i in unused}
+    writer.add_token_types([int(kinds.get(i, gguf.TokenType.NORMAL)) for i in range(size)])
     writer.add_token_merges(merges)
     writer.add_bos_token_id(config["bos_token_id"])
     writer.add_eos_token_id(config["eos_token_id"])
@@ -84,7 +87,7 @@ def write_gguf(version: Path, path: Path, kind: GgufType) -> Path:
     cfg = read_config(version)
     config = json.loads((version / "config.json").read_text())
     writer = gguf.GGUFWriter(path, "llama")
-    writer.add_name(version.resolve().name)
+    writer.add_name(version.resolve().name.strip(".").removesuffix(".tmp"))  # (save_version writes in .vN.tmp)
     writer.add_context_length(cfg.context_length)
     writer.add_embedding_length(cfg.hidden_size)
     writer.add_block_count(cfg.num_layers)
@@ -105,7 +108,9 @@ def write_gguf(version: Path, path: Path, kind: GgufType) -> Path:
             w = rope_permute(w, cfg.num_heads)
         elif name.endswith("k_proj.weight"):
             w = rope_permute(w, cfg.num_kv_heads or cfg.num_heads)
-        if w.dim() == 1 or qtype == gguf.GGMLQuantizationType.F32:
+        block = gguf.GGML_QUANT_SIZES[qtype][0]
+        if w.dim() == 1 or qtype == gguf.GGMLQuantizationType.F32 or w.shape[-1] % block:
+            # (rows that are not whole blocks of 32 stay float32, as llama.cpp's converter does)
             writer.add_tensor(gguf_name(name), w.numpy())
         elif qtype == gguf.GGMLQuantizationType.BF16:
             writer.add_tensor(gguf_name(name), w.to(torch.bfloat16).view(torch.int16).numpy(), raw_dtype=qtype)

@@ -131,6 +131,14 @@ class ModelConfig:
         return asdict(self)
 
 
+def state_dict_for_export(model: LlamaModel) -> dict[str, torch.Tensor]:
+    """The parameters under their Hugging Face names (a tied head left out, as HF saves it)."""
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_embeddings:
+        state.pop("lm_head.weight")  # shared with model.embed_tokens.weight, as in HF
+    return state
+
+
 def _dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     return F.dropout(x, p, training=True) if p > 0 else x
 

@@ -13,8 +13,9 @@
   quarter of the bytes; `hardware.int8_compute` picks it there.
 
 On disk an int8 variant is a Hugging Face directory in the compressed-tensors layout vLLM
-reads (`<module>.weight` int8 [out, in], `<module>.weight_scale` float [out, 1], a
-`quantization_config` in config.json); the embedding stays in the export dtype.
+reads (`<module>.weight` int8 [out, in], `<module>.weight_scale` float32 [out, 1], a
+`quantization_config` in config.json); the embedding and the output head (in `ignore`, as
+llm-compressor writes it) stay in the export dtype and the head is quantized at load.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ import torch
 from torch import nn
 
 from llmos_runtime.hardware import Int8Compute
-from llmos_runtime.model import LlamaModel
+from llmos_runtime.model import LlamaModel, state_dict_for_export
 
 Kernel = Literal["onednn", "reference", "weight-only"]
 QUANTIZED_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head")
+IGNORED = ("lm_head",)
+"""Stored unquantized in a variant (compressed-tensors' `ignore`), quantized when loaded."""
 
 
 def quantize_weight(weight: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,22 +65,24 @@ def kernel_for(compute: Int8Compute, device: torch.device) -> Kernel:
 
 
 class Int8Linear(nn.Module):
-    """A bias-free Linear computing with int8 weights and per-token int8 activations."""
+    """A bias-free Linear computing with int8 weights (a scale per output channel).
+
+    Its tensors are plain attributes, not buffers: `model.to(dtype)` must not cast the
+    scales, and each kernel keeps only the form it multiplies (oneDNN its packed copy)."""
 
     def __init__(self, weight: torch.Tensor, scale: torch.Tensor, kernel: Kernel) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.shape
         self.kernel = kernel
-        self.weight: torch.Tensor
-        self.weight_scale: torch.Tensor
-        self.register_buffer("weight", weight.contiguous(), persistent=False)
-        self.register_buffer("weight_scale", scale.float().contiguous(), persistent=False)
+        self.weight_bytes = weight.numel()
+        self.weight_scale = scale.float().contiguous()
         if kernel == "onednn":
-            self.packed = torch.ops.onednn.qlinear_prepack(self.weight, None)
+            self.packed = torch.ops.onednn.qlinear_prepack(weight.contiguous(), None)
             self.zero_points = torch.zeros(self.out_features, dtype=torch.long)
         elif kernel == "reference":
-            self.weight_t = self.weight.t()  # _int_mm wants [in, out], column-major is fine
+            self.weight_t = weight.contiguous().t()  # _int_mm wants [in, out], column-major is fine
         else:
+            self.weight = weight.contiguous()
             self.scale_bf16 = self.weight_scale.to(torch.bfloat16)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +145,7 @@ def quantize_model(
     for name, linear in quantized_linears(model).items():
         if weights is not None and name in weights:
             stored = weights[name]
-        else:  # through the stored 8 bits, so a variant and a quantization at load agree
+        else:  # through 8 bits as a variant stores them: the same float weights give the same model
             assert isinstance(linear, nn.Linear)
             stored = quantize_weight(linear.weight)
         q, scale = requantize(*stored, bits)
@@ -149,18 +154,18 @@ def quantize_model(
 
 
 def int8_state_dict(model: LlamaModel, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """The int8 variant's tensors, compressed-tensors names: projections int8 with a
-    per-channel weight_scale, the rest (embedding, norms) in `dtype`."""
-    state: dict[str, torch.Tensor] = {}
-    linears = quantized_linears(model)
-    for name, tensor in model.state_dict().items():
-        if name.removesuffix(".weight") not in linears:
-            state[name] = tensor.detach().to(dtype).contiguous()
-    for name, linear in linears.items():
+    """The int8 variant's tensors, compressed-tensors names: every decoder projection int8
+    with a float32 per-channel weight_scale; embedding, norms and the output head (ignored by
+    the scheme, as llm-compressor writes it: tied to the embedding or not) in `dtype`. The
+    server quantizes the head at load, so it computes in int8 too."""
+    state = {k: v.to(dtype) for k, v in state_dict_for_export(model).items()}
+    for name, linear in quantized_linears(model).items():
+        if name in IGNORED:
+            continue
         assert isinstance(linear, nn.Linear)
         q, scale = quantize_weight(linear.weight)
         state[f"{name}.weight"] = q
-        state[f"{name}.weight_scale"] = scale[:, None].to(dtype).contiguous()
+        state[f"{name}.weight_scale"] = scale[:, None].contiguous()
     return state
 
 
@@ -170,6 +175,17 @@ def split_int8_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Te
     weights = {n: (state[f"{n}.weight"], state[f"{n}.weight_scale"].float().flatten()) for n in scales}
     rest = {k: v for k, v in state.items() if k.removesuffix(".weight_scale").removesuffix(".weight") not in scales}
     return rest, weights
+
+
+def matches_int8_scheme(config: dict[str, Any]) -> bool:
+    """Whether a quantization_config is the scheme `quantization_config()` writes (int8
+    weights per channel; activations per token or none)."""
+    if (config.get("quant_method"), config.get("format")) != ("compressed-tensors", "int-quantized"):
+        return False
+    groups = list(config.get("config_groups", {}).values())
+    return bool(groups) and all(
+        g.get("weights", {}).get("num_bits") == 8 and g.get("weights", {}).get("strategy") == "channel" for g in groups
+    )
 
 
 def quantization_config() -> dict[str, Any]:
@@ -192,5 +208,5 @@ def quantization_config() -> dict[str, Any]:
                 },
             }
         },
-        "ignore": [],
+        "ignore": list(IGNORED),
     }

@@ -26,11 +26,13 @@ from llmos_contract.config import Export
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
+from llmos_runtime import hardware
 from llmos_runtime.errors import UsageError
-from llmos_runtime.hardware import detect, int8_compute, int8_weight_bits
-from llmos_runtime.model import LlamaModel, ModelConfig
+from llmos_runtime.hardware import detect
+from llmos_runtime.model import LlamaModel, ModelConfig, state_dict_for_export
 from llmos_runtime.quantize import (
     int8_state_dict,
+    matches_int8_scheme,
     quantization_config,
     quantize_model,
     split_int8_state,
@@ -54,13 +56,6 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
-
-
-def state_dict_for_export(model: LlamaModel) -> dict[str, torch.Tensor]:
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    if model.config.tie_embeddings:
-        state.pop("lm_head.weight")  # shared with model.embed_tokens.weight, as in HF
-    return state
 
 
 def _write_hf_directory(
@@ -92,7 +87,7 @@ def _write_hf_directory(
 def save_int8_variant(directory: Path, model: LlamaModel, tokenizer_file: Path, dtype: str) -> int:
     """The int8 variant of a float model as its own HF directory; returns the weights' bytes."""
     cfg = model.config
-    config = {**cfg.to_hf(), "torch_dtype": dtype, "tie_word_embeddings": False}
+    config = {**cfg.to_hf(), "torch_dtype": dtype}
     config["quantization_config"] = quantization_config()
     state = int8_state_dict(model, getattr(torch, dtype))
     return _write_hf_directory(directory, config, state, tokenizer_file, cfg)
@@ -122,7 +117,7 @@ def save_version(
     if export.gguf:
         from llmos_runtime.gguf_export import write_gguf  # the gguf package only where GGUF is asked for
 
-        for kind in export.gguf:
+        for kind in export.gguf:  # (inside the temporary directory: moved into place whole)
             path = write_gguf(tmp, tmp / f"model-{kind}.gguf", kind)
             variants[f"gguf-{kind}"] = {"path": path.name, "bytes": path.stat().st_size}
     write_json(tmp / LINEAGE_FILE, {**lineage, "dtype": export.dtype, "variants": variants})
@@ -153,17 +148,37 @@ def load_weights(directory: Path) -> dict[str, torch.Tensor]:
 
 
 def is_int8_variant(directory: Path) -> bool:
+    """Whether a directory holds int8 weights this runtime loads (our variant's scheme); any
+    other quantized checkpoint is refused by name rather than misread."""
     path = directory / "config.json"
-    return path.is_file() and "quantization_config" in json.loads(path.read_text())
+    if not path.is_file():
+        return False
+    found = json.loads(path.read_text()).get("quantization_config")
+    if found is None:
+        return False
+    if not matches_int8_scheme(found):
+        raise UsageError(
+            f"{path}: quantization_config {found.get('quant_method')!r}/{found.get('format')!r} is not supported "
+            "(int8 weights per channel in the compressed-tensors int-quantized format are)"
+        )
+    return True
+
+
+def recorded_int8_compute(directory: Path) -> str | None:
+    """The int8 computation the evaluation measured for a version (or its int8 directory)."""
+    version = directory.parent if directory.name == INT8_DIR else directory
+    found = read_lineage(version).get("variants", {}).get("int8", {}).get("compute")
+    return str(found) if found else None
 
 
 def load_model(
-    directory: Path, dtype: torch.dtype = torch.float32, quantization: str = "none", int8: str = "auto"
+    directory: Path, dtype: torch.dtype = torch.float32, quantization: str = "none", int8_compute: str = "auto"
 ) -> LlamaModel:
     """Load a Hugging-Face-format Llama-family checkpoint (ours or pretrained). With
     `quantization="int8"` the version's int8 variant is loaded if it has one, else its float
     weights are quantized now; an int8 variant's own directory always loads as int8.
-    `int8`: w8a8, w8a16 or auto (what this machine computes fastest: `hardware.int8_compute`)."""
+    `int8_compute`: w8a8, w8a16 or auto: what the evaluation measured (so the gate judged
+    what is served), else what this machine computes fastest (`hardware.int8_compute`)."""
     variant = directory / INT8_DIR
     if quantization == "int8" and is_int8_variant(variant):
         directory = variant
@@ -189,9 +204,10 @@ def load_model(
         )
     model = model.to(dtype)
     if stored_int8 or quantization == "int8":
-        hardware = detect()
-        compute = int8_compute(int8, hardware)
-        quantize_model(model, weights, compute, int8_weight_bits(compute, hardware))
+        found = detect()
+        requested = recorded_int8_compute(directory) if int8_compute == "auto" else int8_compute
+        compute = hardware.int8_compute(requested or "auto", found)
+        quantize_model(model, weights, compute, hardware.int8_weight_bits(compute, found))
     return model
 
 

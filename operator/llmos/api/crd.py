@@ -47,6 +47,8 @@ def structural(node: Any, defs: dict[str, Any], rules: dict[str, list[dict[str, 
         name = node["$ref"].split("/")[-1]
         merged = {**defs[name], **{k: v for k, v in node.items() if k != "$ref"}}
         return structural(merged, defs, rules)
+    if "const" in node and "enum" not in node:  # a one-value Literal: an enum of one
+        node = {**node, "enum": [node["const"]]}
     if "anyOf" in node:
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         if len(options) != 1:
