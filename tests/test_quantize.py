@@ -142,6 +142,22 @@ def test_serving_int8_loads_the_variant_or_quantizes(
         assert torch.equal(stored(ids), at_load(ids))
 
 
+def test_the_int8_variant_loads_in_transformers_through_compressed_tensors(float_version: Path) -> None:
+    """The ecosystem reads the variant: transformers' compressed-tensors integration (the
+    library vLLM's int8 loader is built on) takes int8/ as it is and computes what we do."""
+    from transformers import AutoModelForCausalLM
+
+    theirs = AutoModelForCausalLM.from_pretrained(float_version / INT8_DIR, dtype=torch.float32).eval()
+    assert theirs.config.quantization_config.quant_method == "compressed-tensors"
+    ours, full = load_model(float_version, quantization="int8").eval(), load_model(float_version).eval()
+    ids = torch.randint(0, full.config.vocab_size, (2, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference, logits_theirs, logits_ours = full(ids), theirs(ids).logits, ours(ids)
+    scale = reference.abs().max()
+    assert 0 < (logits_theirs - reference).abs().max() / scale < 0.02  # int8 weights: close, not equal
+    assert (logits_ours - logits_theirs).abs().max() / scale < 0.02
+
+
 def test_a_quantization_this_runtime_cannot_read_is_refused_by_name(float_version: Path, tmp_path: Path) -> None:
     other = tmp_path / "fp8"
     shutil.copytree(float_version / INT8_DIR, other)
