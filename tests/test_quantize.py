@@ -286,7 +286,7 @@ def test_rope_permutation_interleaves_each_heads_halves() -> None:
 
 def test_export_adds_an_int8_variant_to_an_existing_version(tiny_version: Path, tmp_path: Path) -> None:
     plain = save_version(tmp_path / "v1", load_model(tiny_version), tiny_version / "tokenizer.json", {"step": 1})
-    run_tool("llmos-export", "--version", plain, "--format", "int8")
+    run_tool("llmos", "export", plain, "--format", "int8")
     assert quantization_of(load_model(plain, quantization="int8")) == "int8"
     variants = read_lineage(plain)["variants"]
     assert variants["int8"]["bytes"] == (plain / INT8_DIR / "model.safetensors").stat().st_size

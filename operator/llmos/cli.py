@@ -250,7 +250,7 @@ def chat(
 def export(
     version: Annotated[Path, typer.Argument(help="a version directory, e.g. .llmos/volumes/…/versions/v1")],
     format: Annotated[str, typer.Option("--format", help="gguf (a file for llama.cpp) or int8 (the int8 variant)")],
-    type: Annotated[str, typer.Option("--type", help="GGUF tensor type: f32, bf16 or q8_0")] = "q8_0",
+    type: Annotated[str | None, typer.Option("--type", help="GGUF tensor type: f32, bf16 or q8_0 (default)")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="the GGUF file (default: VERSION/model-TYPE.gguf)")] = None,
 ) -> None:
     """Write a version in another format beside it (what a TrainingJob's spec.export does)."""
@@ -259,9 +259,10 @@ def export(
     from llmos.local.processes import resolve, runtime_env
 
     env = runtime_env()
-    cmd = ["llmos-export", "--version", str(version), "--format", format, "--type", type]
+    cmd = ["llmos-export", "--version", str(version), "--format", format]
+    cmd += (["--type", type] if type else []) + (["--out", str(out)] if out else [])
     try:
-        argv = resolve(cmd + (["--out", str(out)] if out else []), env)
+        argv = resolve(cmd, env)
     except FileNotFoundError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc

@@ -72,11 +72,11 @@ def main(argv: list[str] | None = None) -> None:
         kind: GgufType = args.type or "q8_0"
         path = export_gguf(args.version, kind, args.out or args.version / f"model-{kind}.gguf")
         name, recorded = f"gguf-{kind}", path.name
+        beside = path.resolve().parent == args.version.resolve()  # a file elsewhere is not the version's
     else:
-        path = export_int8(args.version)
-        name, recorded = "int8", INT8_DIR
+        path, name, recorded, beside = export_int8(args.version), "int8", INT8_DIR, True
     size = path.stat().st_size
-    if path.resolve().parent in (args.version.resolve(), (args.version / INT8_DIR).resolve()):
+    if beside:
         lineage = read_lineage(args.version)
         lineage.setdefault("variants", {})[name] = {"path": recorded, "bytes": size}
         write_json(args.version / LINEAGE_FILE, lineage)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import gguf
 import torch
 from llmos_contract.config import GgufType
+
+from llmos_runtime.model import ModelConfig
 
 TYPES: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = {
     "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
@@ -54,7 +55,7 @@ def rope_permute(weight: torch.Tensor, heads: int) -> torch.Tensor:
     return weight.reshape(heads, 2, out // heads // 2, cols).transpose(1, 2).reshape(out, cols)
 
 
-def _tokenizer(writer: gguf.GGUFWriter, version: Path, config: dict[str, Any]) -> None:
+def _tokenizer(writer: gguf.GGUFWriter, version: Path, cfg: ModelConfig) -> None:
     spec = json.loads((version / "tokenizer.json").read_text())
     vocab: dict[str, int] = dict(spec["model"]["vocab"])
     special = set()
@@ -62,7 +63,7 @@ def _tokenizer(writer: gguf.GGUFWriter, version: Path, config: dict[str, Any]) -
         vocab[added["content"]] = added["id"]
         if added.get("special"):
             special.add(added["id"])
-    size = max(config["vocab_size"], max(vocab.values()) + 1)
+    size = max(cfg.vocab_size, max(vocab.values()) + 1)
     tokens = [f"[PAD{i}]" for i in range(size)]  # rows of the embedding no token uses (as llama.cpp pads)
     unused = set(range(size)) - set(vocab.values())
     for token, index in vocab.items():
@@ -74,8 +75,8 @@ def _tokenizer(writer: gguf.GGUFWriter, version: Path, config: dict[str, Any]) -
     kinds = {i: gguf.TokenType.CONTROL for i in special} | {i: gguf.TokenType.UNUSED for i in unused}
     writer.add_token_types([int(kinds.get(i, gguf.TokenType.NORMAL)) for i in range(size)])
     writer.add_token_merges(merges)
-    writer.add_bos_token_id(config["bos_token_id"])
-    writer.add_eos_token_id(config["eos_token_id"])
+    writer.add_bos_token_id(cfg.bos_token_id)
+    writer.add_eos_token_id(cfg.eos_token_id)
     writer.add_add_bos_token(False)
 
 
@@ -85,7 +86,6 @@ def write_gguf(version: Path, path: Path, kind: GgufType) -> Path:
 
     qtype, file_type = TYPES[kind]
     cfg = read_config(version)
-    config = json.loads((version / "config.json").read_text())
     writer = gguf.GGUFWriter(path, "llama")
     writer.add_name(version.resolve().name.strip(".").removesuffix(".tmp"))  # (save_version writes in .vN.tmp)
     writer.add_context_length(cfg.context_length)
@@ -99,7 +99,7 @@ def write_gguf(version: Path, path: Path, kind: GgufType) -> Path:
     writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     writer.add_vocab_size(cfg.vocab_size)
     writer.add_file_type(file_type)
-    _tokenizer(writer, version, config)
+    _tokenizer(writer, version, cfg)
     for name, tensor in sorted(load_weights(version).items()):
         if name == "lm_head.weight" and cfg.tie_embeddings:
             continue  # llama.cpp uses token_embd for the output when output.weight is absent

@@ -136,12 +136,11 @@ def quantize_model(
     weights: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     compute: Int8Compute = "w8a16",
     bits: int = 8,
-    kernel: Kernel | None = None,
 ) -> LlamaModel:
     """Swap every projection for an Int8Linear, in place: from stored int8 `weights` (name →
     int8, scale) where given, else quantized from the float weights now; `bits` of the
     weights the kernel multiplies (7 for w8a8 on CPUs without VNNI/AMX)."""
-    kernel = kernel or kernel_for(compute, next(model.parameters()).device)
+    kernel = kernel_for(compute, next(model.parameters()).device)
     for name, linear in quantized_linears(model).items():
         if weights is not None and name in weights:
             stored = weights[name]
